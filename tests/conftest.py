@@ -1,0 +1,30 @@
+"""Shared pytest fixtures: paths to the example data and small deterministic helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# The official examples are copied into assets/ (with their licence); ../shared/data is the source.
+EXAMPLES = REPO / "assets" / "examples"
+if not EXAMPLES.exists():
+    EXAMPLES = REPO.parent / "shared" / "data" / "worldstereo-examples"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    if not EXAMPLES.exists():
+        pytest.skip("example data not found")
+    return EXAMPLES
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
