@@ -237,7 +237,7 @@ class CameraParameters:
         if bool((zn < 1e-12).any()):
             raise ValueError("target must differ from eye")
         z = z / zn
-        x = torch.cross(z, -up_t.expand_as(z), dim=-1)  # right = forward x down
+        x = torch.cross(-up_t.expand_as(z), z, dim=-1)  # right = down x forward
         xn = x.norm(dim=-1, keepdim=True)
         if bool((xn < 1e-9).any()):
             raise ValueError("up must not be parallel to the viewing direction")
