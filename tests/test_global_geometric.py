@@ -1,0 +1,366 @@
+"""GlobalGeometricMemory: merge/append/evict, spatial indexes, query aggregations, latent injection, state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import cKDTree
+
+from worldstereo.camera import CameraParameters
+from worldstereo.memory.encoders import FourierPointEncoder
+from worldstereo.memory.global_geometric import GlobalGeometricMemory
+from worldstereo.memory.spatial_index import (
+    BallTreeIndex,
+    CudaKNNIndex,
+    KDTreeIndex,
+    TorchBruteForceIndex,
+    make_spatial_index,
+)
+from worldstereo.memory.voxel_hash import VoxelHashGrid
+
+EYE = torch.eye(4)
+
+
+def small(**kw) -> GlobalGeometricMemory:
+    args = dict(point_cloud_dim=16, feature_dim=8, num_neighbors=4)
+    args.update(kw)
+    return GlobalGeometricMemory(**args)
+
+
+def pose_at(center) -> torch.Tensor:
+    """World-to-camera pose of an unrotated camera centred at ``center``."""
+    T = torch.eye(4)
+    T[:3, 3] = -torch.as_tensor(center, dtype=torch.float32)
+    return T
+
+
+# ----------------------------------------------------------------------------- update / merge
+def test_update_merges_within_threshold_and_appends_the_rest():
+    g = small()
+    g.initialize(torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]]))
+    new = torch.tensor([[0.005, 0, 0], [1.0, 0.02, 0], [2.0, 0, 0.009], [5.0, 5, 5]])
+    out = g.update(new, pose_at([0, 0, -3]), merge_threshold=0.01)
+    assert out == {"num_added": 2, "num_merged": 2, "total_points": 5, "num_evicted": 0}
+    torch.testing.assert_close(g.point_cloud[0], torch.tensor([0.0025, 0, 0]))
+    torch.testing.assert_close(g.point_cloud[2], torch.tensor([2.0, 0, 0.0045]))
+    torch.testing.assert_close(g.point_cloud[3:], new[[1, 3]])
+    assert g.observation_counts.tolist() == [2, 1, 2, 1, 1]
+    assert g.last_seen.tolist() == [1, 0, 1, 1, 1]
+    torch.testing.assert_close(g.observer_centers[0], torch.tensor([0.0, 0, -3]))
+
+
+def test_running_mean_over_several_updates_and_observations():
+    g = small()
+    g.initialize(torch.tensor([[0.0, 0, 0]]), colors=torch.tensor([[0.0, 0, 0]]))
+    # two new points in one update merge into the same stored point
+    g.update(torch.tensor([[0.004, 0, 0], [0.0, 0.004, 0]]), EYE, colors=torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+    torch.testing.assert_close(g.point_cloud[0], torch.tensor([0.004 / 3, 0.004 / 3, 0]))
+    torch.testing.assert_close(g.point_colors[0], torch.tensor([1 / 3, 1 / 3, 0]))
+    g.update(torch.tensor([[0.0, 0, 0.008]]), EYE)  # no colour: colour kept
+    torch.testing.assert_close(g.point_cloud[0], torch.tensor([0.001, 0.001, 0.002]))
+    torch.testing.assert_close(g.point_colors[0], torch.tensor([1 / 3, 1 / 3, 0]))
+    assert g.observation_counts.tolist() == [4] and g.num_points == 1
+
+
+def test_merge_picks_the_nearest_stored_point_and_new_points_do_not_merge_together():
+    g = small()
+    g.initialize(torch.tensor([[0.0, 0, 0], [0.015, 0, 0]]))
+    out = g.update(torch.tensor([[0.009, 0, 0], [3.0, 0, 0], [3.001, 0, 0]]), EYE, merge_threshold=0.01)
+    assert (out["num_merged"], out["num_added"]) == (1, 2)
+    assert g.observation_counts.tolist() == [1, 2, 1, 1]  # 0.009 is 0.006 from the second point
+    torch.testing.assert_close(g.point_cloud[1], torch.tensor([0.012, 0, 0]))
+
+
+def test_explicit_features_are_running_means_and_coordinate_embeddings_are_fourier():
+    g = small()
+    pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0]])
+    g.initialize(pts)
+    torch.testing.assert_close(g.point_embeddings, FourierPointEncoder(16, seed=0)(pts))
+    torch.testing.assert_close(g.point_embeddings.norm(dim=1), torch.ones(2))
+    f = torch.ones(1, 16)
+    g.update(torch.tensor([[0.0, 0, 0.001]]), EYE, new_features=f)
+    enc0 = FourierPointEncoder(16, seed=0)(pts[:1])
+    torch.testing.assert_close(g.point_embeddings[0], ((enc0 + f) / 2)[0])
+    torch.testing.assert_close(g.point_features, g.feature_head(g.point_embeddings))
+    assert g.point_features.shape == (2, 8)
+
+
+def test_eviction_removes_points_seen_longest_ago():
+    g = small(max_points=4)
+    g.initialize(torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]]))
+    g.update(torch.tensor([[1.0, 0, 0.001]]), EYE)  # refresh point 1 (step 1)
+    out = g.update(torch.tensor([[5.0, 0, 0], [6.0, 0, 0]]), EYE)  # step 2: 5 points > 4
+    assert out["num_evicted"] == 1 and out["total_points"] == 4
+    # points 0 and 2 are the oldest (step 0); the evenly spaced pick of 1 among them is the first
+    xs = g.point_cloud[:, 0].tolist()
+    assert xs == pytest.approx([1.0, 2.0, 5.0, 6.0])
+    assert g.last_seen.tolist() == [1, 0, 2, 2]
+    out = g.update(torch.tensor([[7.0, 0, 0], [8.0, 0, 0]]), EYE)  # step 3: drop steps 0 then 1
+    assert g.point_cloud[:, 0].tolist() == pytest.approx([5.0, 6.0, 7.0, 8.0])
+    # the merge index still works after compaction
+    assert g.update(torch.tensor([[7.0, 0.005, 0]]), EYE)["num_merged"] == 1
+
+
+def test_initialize_past_capacity_keeps_an_even_subset():
+    g = small(max_points=3)
+    g.initialize(torch.arange(7.0).unsqueeze(1).repeat(1, 3))
+    assert g.num_points == 3
+    # all share step 0: the 4 evicted are evenly spaced (0, 2, 4, 6)
+    assert g.point_cloud[:, 0].tolist() == [1.0, 3.0, 5.0]
+
+
+def test_update_validation():
+    g = small()
+    g.initialize(torch.rand(5, 3))
+    with pytest.raises(ValueError, match="new_points"):
+        g.update(torch.rand(5, 2), EYE)
+    with pytest.raises(ValueError, match="new_points"):
+        g.update(torch.tensor([[float("nan"), 0, 0]]), EYE)
+    with pytest.raises(ValueError, match="camera_pose"):
+        g.update(torch.rand(5, 3), torch.eye(3))
+    with pytest.raises(ValueError, match="camera_pose"):
+        g.update(torch.rand(5, 3), 2 * EYE)
+    with pytest.raises(ValueError, match="new_features"):
+        g.update(torch.rand(5, 3), EYE, new_features=torch.rand(5, 7))
+    with pytest.raises(ValueError, match="merge_threshold"):
+        g.update(torch.rand(5, 3), EYE, merge_threshold=-1.0)
+    with pytest.raises(ValueError, match="colors"):
+        g.update(torch.rand(5, 3), EYE, colors=torch.rand(4, 3))
+    with pytest.raises(ValueError, match="point_cloud"):
+        g.initialize(torch.rand(5, 4))
+    with pytest.raises(ValueError, match="features"):
+        g.initialize(torch.rand(5, 3), features=torch.rand(5, 3))
+    for kw in ({"update_frequency": "sometimes"}, {"spatial_index": "octree"}, {"max_points": 0}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            small(**kw)
+
+
+def test_voxel_hash_matches_kdtree_after_appends_and_moves():
+    rng = np.random.default_rng(0)
+    pts = rng.random((3000, 3)).astype(np.float32)
+    grid = VoxelHashGrid(0.1)
+    grid.build(pts[:2000])
+    grid.append(pts[2000:])
+    moved = rng.choice(3000, 500, replace=False)
+    pts[moved] += rng.normal(0, 0.05, (500, 3)).astype(np.float32)
+    grid.move(moved, pts[moved])
+    q = rng.random((4000, 3)).astype(np.float32)
+    idx, dist = grid.nearest_within(q, 0.05)
+    d_ref, i_ref = cKDTree(pts).query(q, k=1)
+    expect = np.where(d_ref <= 0.05, i_ref, -1)
+    assert (idx >= 0).sum() > 500 and (idx < 0).sum() > 500
+    np.testing.assert_array_equal(idx, expect)
+    np.testing.assert_allclose(dist[idx >= 0], d_ref[idx >= 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="radius"):
+        grid.nearest_within(q, 0.06)
+
+
+# ----------------------------------------------------------------------------- update policy
+@pytest.mark.parametrize(
+    "freq, frame, clip", [("per_frame", True, False), ("per_step", False, True), ("manual", False, False)]
+)
+def test_should_update(freq, frame, clip):
+    g = small(update_frequency=freq)
+    assert g.update_frequency == freq
+    assert (g.should_update("frame"), g.should_update("clip")) == (frame, clip)
+    with pytest.raises(ValueError, match="event"):
+        g.should_update("tick")
+
+
+# ----------------------------------------------------------------------------- spatial indexes
+def test_kd_tree_and_ball_tree_return_the_same_neighbours_as_brute_force():
+    gen = torch.Generator().manual_seed(1)
+    pts, q = torch.rand(500, 3, generator=gen), torch.rand(50, 3, generator=gen)
+    results = [ix.build(pts).query(q, 8) for ix in (KDTreeIndex(), BallTreeIndex(), TorchBruteForceIndex())]
+    for r in results[1:]:
+        assert torch.equal(r.indices, results[0].indices)
+        torch.testing.assert_close(r.distances, results[0].distances)
+    torch.testing.assert_close(results[0].distances[:, 0], torch.cdist(q, pts).min(dim=1).values)
+    assert KDTreeIndex().build(pts[:3]).query(q, 8).indices.shape == (50, 3)  # fewer points than k
+    near = KDTreeIndex().build(pts).nearest(q, max_distance=0.0)
+    assert bool((near.indices == -1).all())
+    with pytest.raises(ValueError, match="empty"):
+        KDTreeIndex().build(torch.zeros(0, 3)).query(q, 2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_knn_raises_clearly_without_cuda():
+    with pytest.raises(RuntimeError, match="CUDA"):
+        CudaKNNIndex()
+    with pytest.raises(RuntimeError, match="CUDA"):
+        small(spatial_index="cuda_knn")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        make_spatial_index("cuda_knn")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_knn_matches_kd_tree():
+    gen = torch.Generator().manual_seed(2)
+    pts, q = torch.rand(2000, 3, generator=gen), torch.rand(300, 3, generator=gen)
+    ref = KDTreeIndex().build(pts).query(q, 16)
+    got = CudaKNNIndex().build(pts.cuda()).query(q.cuda(), 16)
+    assert torch.equal(got.indices.cpu(), ref.indices)
+    torch.testing.assert_close(got.distances.cpu(), ref.distances)
+
+
+# ----------------------------------------------------------------------------- query
+def _cam(n=1):
+    return CameraParameters.look_at([[0.0, 0.0, -3.0]] * n, [0.0, 0.0, 0.0], width=32, height=24)
+
+
+def test_query_hand_computed_mean_max_weighted():
+    g = small(num_neighbors=2)
+    emb = torch.zeros(3, 16)
+    emb[0, 0], emb[1, 0], emb[2, 0] = 1.0, 3.0, 100.0
+    g.initialize(torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [10.0, 0, 0]]), features=emb)
+    with torch.no_grad():
+        g.feature_head.weight.zero_()
+        g.feature_head.bias.zero_()
+        g.feature_head.weight[0, 0] = 1.0  # feature 0 = embedding 0
+        g.feature_head.weight[1, 0] = -1.0  # feature 1 = -embedding 0
+    q = torch.tensor([[[0.25, 0.0, 0.0]]])  # neighbours 0 (d=0.25) and 1 (d=0.75)
+    mean = g.query(q, _cam(), "mean")[0, 0]
+    mx = g.query(q, _cam(), "max")[0, 0]
+    wtd = g.query(q, _cam(), "weighted")[0, 0]
+    torch.testing.assert_close(mean[:2], torch.tensor([2.0, -2.0]))
+    torch.testing.assert_close(mx[:2], torch.tensor([3.0, -1.0]))
+    w0, w1 = 1 / 0.25, 1 / 0.75
+    expect = (w0 * 1 + w1 * 3) / (w0 + w1)
+    torch.testing.assert_close(wtd[:2], torch.tensor([expect, -expect]), rtol=1e-4, atol=1e-4)
+    assert mean.shape == (8,)
+
+
+def test_query_aggregations_differ_and_attention_is_view_dependent():
+    g = small()
+    gen = torch.Generator().manual_seed(3)
+    g.initialize(torch.rand(200, 3, generator=gen))
+    g.update(torch.rand(50, 3, generator=gen) + 0.5, pose_at([0, 0, -2]))
+    q = torch.rand(2, 10, 3, generator=gen)
+    outs = {a: g.query(q, _cam(2), a) for a in ("mean", "max", "weighted", "attention")}
+    for a, o in outs.items():
+        assert o.shape == (2, 10, 8) and bool(torch.isfinite(o).all()), a
+    names = list(outs)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.allclose(outs[names[i]], outs[names[j]], atol=1e-4), (names[i], names[j])
+    other = CameraParameters.look_at([3.0, 0.0, 0.0], [0.0, 0.0, 0.0], width=32, height=24)
+    assert not torch.allclose(g.query(q, other, "attention"), outs["attention"], atol=1e-5)
+    torch.testing.assert_close(g.query(q, other, "mean"), outs["mean"])
+
+
+def test_query_empty_memory_and_validation():
+    g = small()
+    assert torch.equal(g.query(torch.rand(1, 4, 3), _cam(), "mean"), torch.zeros(1, 4, 8))
+    g.initialize(torch.rand(3, 3))  # fewer points than num_neighbors=4: uses the 3
+    torch.testing.assert_close(
+        g.query(torch.rand(1, 2, 3), _cam(), "mean")[0, 0], g.point_features.mean(dim=0)
+    )
+    with pytest.raises(ValueError, match="query_points"):
+        g.query(torch.rand(4, 3), _cam())
+    with pytest.raises(ValueError, match="aggregation"):
+        g.query(torch.rand(1, 4, 3), _cam(), "median")
+    with pytest.raises(ValueError, match="camera_params"):
+        g.query(torch.rand(2, 4, 3), _cam(3))
+
+
+def test_ball_tree_memory_gives_the_same_query():
+    pts = torch.rand(300, 3, generator=torch.Generator().manual_seed(4))
+    q = torch.rand(1, 20, 3)
+    a, b = small(), small(spatial_index="ball_tree")
+    a.initialize(pts)
+    b.initialize(pts)
+    torch.testing.assert_close(a.query(q, _cam(), "weighted"), b.query(q, _cam(), "weighted"))
+
+
+# ----------------------------------------------------------------------------- injection
+def _wall_memory() -> GlobalGeometricMemory:
+    """A dense square patch of points in the plane z = 0 covering x, y in [-0.5, 0.5]."""
+    g = small()
+    u = torch.linspace(-0.5, 0.5, 60)
+    xx, yy = torch.meshgrid(u, u, indexing="ij")
+    g.initialize(torch.stack([xx.ravel(), yy.ravel(), torch.zeros(xx.numel())], dim=1))
+    return g
+
+
+@pytest.mark.parametrize("method", ["addition", "concatenation", "cross_attention"])
+def test_inject_changes_latent_only_where_memory_is_visible(method):
+    g = _wall_memory()
+    lat = torch.randn(2, 3, 4, 12, 16, generator=torch.Generator().manual_seed(5))
+    # frame 0 looks at the patch, frame 1 looks away from it, frame 2 sees it off-centre
+    cams = CameraParameters.look_at(
+        [[0.0, 0.0, -2.0], [0.0, 0.0, -2.0], [1.2, 0.0, -2.0]],
+        [[0.0, 0.0, 0.0], [0.0, 0.0, -5.0], [1.2, 0.0, 0.0]],
+        width=64,
+        height=48,
+    )
+    out = g.inject_to_latent(lat, cams, method)
+    assert out.shape == lat.shape
+    changed = (out != lat).any(dim=2)  # (B, T, H, W)
+    assert bool(changed[:, 0].any()) and bool(changed[:, 2].any())
+    assert not bool(changed[:, 1].any())  # nothing of the memory in view: exactly unchanged
+    assert changed[:, 0].sum() > changed[:, 2].sum()  # more of the patch visible head-on
+    # the change sits where the patch projects (x in [-0.5, 0.5] at depth 2 -> central columns)
+    if method != "cross_attention":
+        assert not bool(changed[:, 0, :, :2].any()) and not bool(changed[:, 0, :, -2:].any())
+    # shared cameras (T of them) give the same result as B*T repeated ones
+    torch.testing.assert_close(g.inject_to_latent(lat, CameraParameters.cat([cams, cams]), method), out)
+
+
+def test_inject_addition_adds_the_rendered_features():
+    g = _wall_memory()
+    lat = torch.zeros(1, 1, 2, 6, 8)
+    cam = CameraParameters.look_at([0.0, 0.0, -0.3], [0.0, 0.0, 0.0], width=8, height=6)  # patch fills view
+    out = g.inject_to_latent(lat, cam, "addition")
+    head = g.latent_heads["c2"]
+    feats = head.to_latent(g.point_features).detach()  # (N, 2)
+    # every pixel is covered and holds one point's projected feature
+    for c in range(2):
+        vals = out[0, 0, c].flatten()
+        d = (vals.unsqueeze(1) - feats[:, c].unsqueeze(0)).abs().min(dim=1).values
+        assert float(d.max()) < 1e-5
+
+
+def test_inject_validation_and_empty_memory():
+    g = small()
+    lat = torch.randn(1, 2, 3, 4, 5)
+    torch.testing.assert_close(g.inject_to_latent(lat, _cam(), "addition"), lat)
+    with pytest.raises(ValueError, match="injection_method"):
+        g.inject_to_latent(lat, _cam(), "multiply")
+    with pytest.raises(ValueError, match="latent"):
+        g.inject_to_latent(torch.randn(2, 3, 4, 5), _cam())
+    with pytest.raises(ValueError, match="latent"):
+        g.inject_to_latent(torch.full((1, 1, 1, 2, 2), float("inf")), _cam())
+    with pytest.raises(ValueError, match="camera_params"):
+        g.inject_to_latent(lat, _cam(3))
+
+
+# ----------------------------------------------------------------------------- state
+def test_state_dict_round_trip_with_different_sizes_and_deterministic_heads():
+    a = small()
+    gen = torch.Generator().manual_seed(6)
+    a.initialize(torch.rand(40, 3, generator=gen), colors=torch.rand(40, 3, generator=gen))
+    a.update(torch.rand(30, 3, generator=gen), pose_at([0, 0, -2]), new_features=torch.rand(30, 16))
+    lat = torch.randn(1, 2, 4, 6, 8, generator=gen)
+    ref = a.inject_to_latent(lat, _cam(), "concatenation")  # creates the C=4 head
+    sd = a.state_dict()
+    assert sd["_pos"].shape == (a.num_points, 3) and sd["_embedding"].shape == (a.num_points, 16)
+    b = small()  # same seed: identical heads; empty state of another size
+    for name, p in a.named_parameters():
+        if not name.startswith("latent_heads"):
+            assert torch.equal(p, dict(b.named_parameters())[name])
+    b.initialize(torch.rand(5, 3))
+    b.load_state_dict(sd)
+    assert b.num_points == a.num_points and b.step == a.step
+    for prop in ("point_cloud", "point_colors", "observation_counts", "last_seen", "point_embeddings"):
+        assert torch.equal(getattr(b, prop), getattr(a, prop)), prop
+    torch.testing.assert_close(b.inject_to_latent(lat, _cam(), "concatenation"), ref)
+    q = torch.rand(1, 5, 3, generator=gen)
+    torch.testing.assert_close(b.query(q, _cam(), "attention"), a.query(q, _cam(), "attention"))
+    # after loading, updates keep merging against the loaded points
+    assert b.update(a.point_cloud[:3] + 1e-3, EYE)["num_merged"] == 3
+    # heads do not depend on the global RNG
+    torch.manual_seed(123)
+    c = small()
+    assert torch.equal(c.feature_head.weight, a.feature_head.weight)

@@ -1,0 +1,577 @@
+"""Global Geometric Memory (GGM): an incrementally updated, feature-carrying point cloud.
+
+Implements ``GlobalGeometricMemory`` of API.md with the semantics of DESIGN.md ("The memories").
+
+Per point the memory stores (in registered buffers, so ``.to(device)`` and ``state_dict`` work):
+position (world), colour (RGB in [0, 1]), embedding (``point_cloud_dim``), observation count,
+last-seen step and the observing camera's centre (the latest camera that saw it; used for the
+view direction of attention).
+
+Embeddings: a point's embedding is the Fourier-feature encoding of its (running-mean) position
+unless explicit features were given to :meth:`initialize` / :meth:`update`. While no explicit
+features exist the embeddings are not stored but computed from the positions when needed (a
+pure function of the position, so nothing is lost and an update writes 12 bytes per point
+instead of ``4 * point_cloud_dim``); the first explicit features materialise the embedding
+buffer for every point, after which embeddings are stored and merged by running mean.
+
+Point features are ``feature_head(embedding)``, a Linear ``point_cloud_dim -> feature_dim``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from worldstereo.camera import CameraParameters, check_finite, check_rotation
+from worldstereo.memory.encoders import FourierPointEncoder
+from worldstereo.memory.latent_injection import INJECTION_METHODS, LatentInjectionHead
+from worldstereo.memory.spatial_index import SPATIAL_INDEXES, SpatialIndex, make_spatial_index
+from worldstereo.memory.voxel_hash import VoxelHashGrid
+
+__all__ = ["AGGREGATIONS", "UPDATE_FREQUENCIES", "GlobalGeometricMemory"]
+
+UPDATE_FREQUENCIES = ("per_frame", "per_step", "manual")
+AGGREGATIONS = ("mean", "max", "weighted", "attention")
+_UPDATE_EVENTS = {"per_frame": "frame", "per_step": "clip", "manual": None}
+# Per-point state buffers: name -> (trailing shape builder, dtype). Sized to a capacity >= N.
+_STATE = ("_pos", "_rgb", "_observer", "_count", "_last_seen", "_embedding")
+_DEFAULT_COLOR = 0.5
+_CELL_MARGIN = 2.01  # voxel cell side / merge threshold (exactness needs >= 2)
+_QUERY_CHUNK = 1 << 22  # bound on (queries x k x dim) elements gathered at once
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_tensor(name: str, t: Any, shape: tuple[int | None, ...]) -> torch.Tensor:
+    """Validate a float tensor's shape (None = any size) and finiteness; returns it."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape, strict=True)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    check_finite(name, t)
+    return t
+
+
+class GlobalGeometricMemory(nn.Module):
+    """Point-cloud memory rendered into target views as a coarse structural prior.
+
+    Args:
+        point_cloud_dim: size of the per-point embedding.
+        feature_dim: size of the point features handed to the VDM (``query`` output).
+        num_neighbors: neighbours gathered per query point.
+        update_frequency: "per_frame", "per_step" or "manual" (see :meth:`should_update`).
+        spatial_index: k-NN search for ``query``: "kd_tree", "ball_tree" or "cuda_knn".
+        max_points: capacity; past it the points seen longest ago are evicted.
+        seed: seed of every learnable head and of the Fourier encoder (not in API.md).
+    """
+
+    def __init__(
+        self,
+        point_cloud_dim: int = 256,
+        feature_dim: int = 768,
+        num_neighbors: int = 32,
+        update_frequency: str = "per_frame",
+        spatial_index: str = "kd_tree",
+        max_points: int = 100000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.point_cloud_dim = _positive_int("point_cloud_dim", point_cloud_dim)
+        if point_cloud_dim % 2:
+            raise ValueError(f"point_cloud_dim must be even (sin/cos pairs), got {point_cloud_dim}")
+        self.feature_dim = _positive_int("feature_dim", feature_dim)
+        self.num_neighbors = _positive_int("num_neighbors", num_neighbors)
+        self.max_points = _positive_int("max_points", max_points)
+        if update_frequency not in UPDATE_FREQUENCIES:
+            raise ValueError(f"update_frequency must be one of {UPDATE_FREQUENCIES}, got {update_frequency!r}")
+        if spatial_index not in SPATIAL_INDEXES:
+            raise ValueError(f"spatial_index must be one of {SPATIAL_INDEXES}, got {spatial_index!r}")
+        self.update_frequency = update_frequency
+        self.spatial_index = spatial_index
+        self.seed = int(seed)
+        make_spatial_index(spatial_index)  # fail now (e.g. cuda_knn without CUDA), not on first query
+
+        self.encoder = FourierPointEncoder(point_cloud_dim, seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        self.feature_head = nn.Linear(point_cloud_dim, feature_dim)
+        attn_dim = 64
+        self.attn_query = nn.Linear(point_cloud_dim + 3, attn_dim)
+        self.attn_key = nn.Linear(point_cloud_dim + 3, attn_dim)
+        for lin in (self.feature_head, self.attn_query, self.attn_key):
+            bound = 1.0 / math.sqrt(lin.in_features)
+            with torch.no_grad():
+                lin.weight.copy_(torch.empty(lin.weight.shape).uniform_(-bound, bound, generator=gen))
+                lin.bias.copy_(torch.empty(lin.bias.shape).uniform_(-bound, bound, generator=gen))
+        self.latent_heads = nn.ModuleDict()  # "c<C>" -> LatentInjectionHead, created per channel count
+
+        self._n = 0
+        self.register_buffer("_pos", torch.zeros(0, 3))
+        self.register_buffer("_rgb", torch.zeros(0, 3))
+        self.register_buffer("_observer", torch.zeros(0, 3))
+        self.register_buffer("_count", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("_last_seen", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("_embedding", torch.zeros(0, point_cloud_dim))
+        self.register_buffer("_step", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("_explicit_embedding", torch.zeros((), dtype=torch.bool))
+        self._grid: VoxelHashGrid | None = None
+        self._version = 0
+        self._knn: tuple[int, torch.device, SpatialIndex] | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_points(self) -> int:
+        """Current number of points N."""
+        return self._n
+
+    @property
+    def point_cloud(self) -> torch.Tensor:
+        """(N, 3) world positions (running means of the merged observations)."""
+        return self._pos[: self._n]
+
+    @property
+    def point_colors(self) -> torch.Tensor:
+        """(N, 3) RGB colours in [0, 1] (running means; 0.5 grey where never given)."""
+        return self._rgb[: self._n]
+
+    @property
+    def observation_counts(self) -> torch.Tensor:
+        """(N,) int64 number of observations merged into each point."""
+        return self._count[: self._n]
+
+    @property
+    def last_seen(self) -> torch.Tensor:
+        """(N,) int64 update step at which each point was last observed (0 = initialize)."""
+        return self._last_seen[: self._n]
+
+    @property
+    def observer_centers(self) -> torch.Tensor:
+        """(N, 3) world centre of the latest camera that observed each point."""
+        return self._observer[: self._n]
+
+    @property
+    def step(self) -> int:
+        """Number of updates since the last :meth:`initialize`."""
+        return int(self._step)
+
+    @property
+    def point_embeddings(self) -> torch.Tensor:
+        """(N, point_cloud_dim) embeddings (stored, or encoded from the positions; see module doc)."""
+        if bool(self._explicit_embedding):
+            return self._embedding[: self._n]
+        return self.encoder(self.point_cloud)
+
+    @property
+    def point_features(self) -> torch.Tensor:
+        """(N, feature_dim) point features ``feature_head(embedding)``."""
+        return self.feature_head(self.point_embeddings)
+
+    # ------------------------------------------------------------------ update policy
+    def should_update(self, event: str) -> bool:
+        """Whether the pipeline should call :meth:`update` after ``event``.
+
+        Args:
+            event: "frame" (a frame was generated) or "clip" (a clip was finished).
+        Returns:
+            True for "frame" under "per_frame", for "clip" under "per_step"; never under "manual".
+        """
+        if event not in ("frame", "clip"):
+            raise ValueError(f"event must be 'frame' or 'clip', got {event!r}")
+        return _UPDATE_EVENTS[self.update_frequency] == event
+
+    # ------------------------------------------------------------------ initialize / update
+    def initialize(
+        self,
+        point_cloud: torch.Tensor,
+        features: torch.Tensor | None = None,
+        colors: torch.Tensor | None = None,
+    ) -> None:
+        """Reset the memory to ``point_cloud``.
+
+        Args:
+            point_cloud: (N, 3) world points.
+            features: optional (N, point_cloud_dim) embeddings; else encoded from coordinates.
+            colors: optional (N, 3) RGB in [0, 1]; else 0.5 grey.
+
+        All points get observation count 1, last-seen step 0 and an unknown observer (their own
+        position). Past ``max_points`` an evenly spaced subset of ``max_points`` is kept.
+        """
+        pts = _check_tensor("point_cloud", point_cloud, (None, 3))
+        n = pts.shape[0]
+        if features is not None:
+            _check_tensor("features", features, (n, self.point_cloud_dim))
+        if colors is not None:
+            _check_tensor("colors", colors, (n, 3))
+        dev = self._pos.device
+        self._step.zero_()
+        self._explicit_embedding.fill_(features is not None)
+        self._n = 0
+        if features is None:
+            self._embedding = self._embedding.new_zeros(0, self.point_cloud_dim)
+        self._reserve(n)
+        self._n = n
+        self._pos[:n] = pts.to(dev)
+        self._rgb[:n] = colors.to(dev) if colors is not None else _DEFAULT_COLOR
+        self._observer[:n] = pts.to(dev)
+        self._count[:n] = 1
+        self._last_seen[:n] = 0
+        if features is not None:
+            self._embedding[:n] = features.to(dev)
+        self._grid = None
+        self._evict_past_capacity()
+        self._changed()
+
+    def update(
+        self,
+        new_points: torch.Tensor,
+        camera_pose: torch.Tensor,
+        new_features: torch.Tensor | None = None,
+        merge_threshold: float = 0.01,
+        colors: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """Merge new observations into the memory.
+
+        A new point whose nearest stored point (as stored before this call) lies within
+        ``merge_threshold`` merges into it: running mean of position, colour and (stored)
+        embedding, observation count + 1, last-seen step and observer set to this update. The
+        other new points are appended (new points never merge with each other). Past
+        ``max_points``, the points with the smallest last-seen step are evicted (ties: evenly
+        spaced among the oldest step).
+
+        Args:
+            new_points: (M, 3) world points.
+            camera_pose: (4, 4) world-to-camera pose of the observer (OpenCV axes).
+            new_features: optional (M, point_cloud_dim) embeddings.
+            merge_threshold: merge distance in scene units (> 0).
+            colors: optional (M, 3) RGB in [0, 1] (not in API.md); merged points keep their
+                colour when omitted, appended ones get 0.5 grey.
+        Returns:
+            dict with ``num_added``, ``num_merged``, ``total_points`` and ``num_evicted``.
+        """
+        pts = _check_tensor("new_points", new_points, (None, 3))
+        m = pts.shape[0]
+        pose = _check_tensor("camera_pose", camera_pose, (4, 4))
+        check_rotation("camera_pose", pose[:3, :3])
+        if new_features is not None:
+            _check_tensor("new_features", new_features, (m, self.point_cloud_dim))
+        if colors is not None:
+            _check_tensor("colors", colors, (m, 3))
+        if isinstance(merge_threshold, bool) or not isinstance(merge_threshold, (int, float)) or not (
+            math.isfinite(merge_threshold) and merge_threshold > 0
+        ):
+            raise ValueError(f"merge_threshold must be a positive finite number, got {merge_threshold!r}")
+        merge_threshold = float(merge_threshold)
+        dev = self._pos.device
+        pts = pts.to(dev, torch.float32)
+        pose = pose.to(dev, torch.float32)
+        center = -(pose[:3, :3].T @ pose[:3, 3])
+        self._step += 1
+        step = int(self._step)
+        if new_features is not None and not bool(self._explicit_embedding):
+            self._materialize_embeddings()
+        explicit = bool(self._explicit_embedding)
+        feats = None
+        if explicit:
+            feats = new_features.to(dev, torch.float32) if new_features is not None else self.encoder(pts)
+        rgb = colors.to(dev, torch.float32) if colors is not None else None
+
+        # -- merge lookup (voxel hash over the stored points, no tree rebuild)
+        if self._n and m:
+            grid = self._merge_grid(merge_threshold)
+            target_np, _ = grid.nearest_within(pts.detach().cpu().numpy(), merge_threshold)
+            target = torch.from_numpy(target_np).to(dev)
+        else:
+            target = torch.full((m,), -1, dtype=torch.int64, device=dev)
+        merged = target >= 0
+        num_merged = int(merged.sum())
+        if num_merged:
+            tgt = target[merged]
+            uniq, inv = torch.unique(tgt, return_inverse=True)
+            k = torch.bincount(inv, minlength=uniq.shape[0])
+            old = self._count[uniq]
+            denom = (old + k).to(torch.float32).unsqueeze(1)
+            w_old = old.to(torch.float32).unsqueeze(1)
+
+            def running_mean(buf: torch.Tensor, new: torch.Tensor) -> None:
+                s = torch.zeros(uniq.shape[0], new.shape[1], dtype=buf.dtype, device=dev)
+                s.index_add_(0, inv, new.to(buf.dtype))
+                buf[uniq] = (buf[uniq] * w_old + s) / denom
+
+            running_mean(self._pos, pts[merged])
+            if rgb is not None:
+                running_mean(self._rgb, rgb[merged])
+            if feats is not None:
+                running_mean(self._embedding, feats[merged])
+            self._count[uniq] = old + k
+            self._last_seen[uniq] = step
+            self._observer[uniq] = center
+            if self._grid is not None:
+                self._grid.move(uniq.cpu().numpy(), self._pos[uniq].detach().cpu().numpy())
+
+        # -- append the rest
+        add = ~merged
+        num_added = m - num_merged
+        if num_added:
+            n0 = self._n
+            self._reserve(n0 + num_added)
+            n1 = n0 + num_added
+            new_pos = pts[add] if num_merged else pts
+            self._pos[n0:n1] = new_pos
+            self._rgb[n0:n1] = (rgb[add] if num_merged else rgb) if rgb is not None else _DEFAULT_COLOR
+            self._observer[n0:n1] = center
+            self._count[n0:n1] = 1
+            self._last_seen[n0:n1] = step
+            if feats is not None:
+                self._embedding[n0:n1] = feats[add] if num_merged else feats
+            self._n = n1
+            if self._grid is not None:
+                self._grid.append(new_pos.detach().cpu().numpy())
+        num_evicted = self._evict_past_capacity()
+        self._changed()
+        return {
+            "num_added": num_added,
+            "num_merged": num_merged,
+            "total_points": self._n,
+            "num_evicted": num_evicted,
+        }
+
+    # ------------------------------------------------------------------ query
+    def query(
+        self,
+        query_points: torch.Tensor,
+        camera_params: CameraParameters,
+        aggregation: str = "mean",
+    ) -> torch.Tensor:
+        """Aggregate the features of the ``num_neighbors`` nearest memory points.
+
+        Args:
+            query_points: (B, Q, 3) world points.
+            camera_params: 1 or B cameras; their centres give the query view directions
+                ("attention"); validated for every aggregation.
+            aggregation: "mean"; "max" (channel-wise over neighbours); "weighted" (inverse
+                distance, ``1 / (d + 1e-6)`` normalised); "attention" (softmax over neighbours of
+                ``<q, k> / sqrt(64)`` with ``q = attn_query([enc(query), view dir from camera])``,
+                ``k = attn_key([embedding, view dir from its observer])``).
+        Returns:
+            (B, Q, feature_dim). With fewer than ``num_neighbors`` points all of them are used;
+            an empty memory gives zeros.
+        """
+        q = _check_tensor("query_points", query_points, (None, None, 3))
+        if not isinstance(camera_params, CameraParameters):
+            raise ValueError(f"camera_params must be CameraParameters, got {type(camera_params).__name__}")
+        b, nq = q.shape[:2]
+        if len(camera_params) not in (1, b):
+            raise ValueError(f"camera_params must hold 1 or B={b} cameras, got {len(camera_params)}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        dev = self._pos.device
+        if self._n == 0 or b * nq == 0:
+            return torch.zeros(b, nq, self.feature_dim, device=dev)
+        flat = q.reshape(-1, 3).to(dev, torch.float32)
+        nb = self._knn_index().query(flat, self.num_neighbors)
+        idx, dist = nb.indices.to(dev), nb.distances.to(dev)
+        k = idx.shape[1]
+        emb = self.point_embeddings
+        if aggregation == "max":
+            table = self.feature_head(emb)
+        else:
+            table = emb
+        if aggregation == "attention":
+            keys = self.attn_key(torch.cat([emb, _unit(self.point_cloud - self.observer_centers)], dim=1))
+            centers = camera_params.camera_centers.to(dev, torch.float32)  # (1 or B, 3)
+            centers = centers.expand(b, 3).repeat_interleave(nq, dim=0)
+            qvec = self.attn_query(torch.cat([self.encoder(flat), _unit(flat - centers)], dim=1))
+        chunk = max(1, _QUERY_CHUNK // (k * table.shape[1]))
+        outs = []
+        for s in range(0, flat.shape[0], chunk):
+            ik = idx[s : s + chunk]
+            if aggregation == "max":
+                outs.append(table[ik].amax(dim=1))
+                continue
+            if aggregation == "mean":
+                w = torch.full(ik.shape, 1.0 / k, device=dev)
+            elif aggregation == "weighted":
+                w = 1.0 / (dist[s : s + chunk] + 1e-6)
+                w = w / w.sum(dim=1, keepdim=True)
+            else:
+                logits = torch.einsum("qd,qkd->qk", qvec[s : s + chunk], keys[ik]) / math.sqrt(keys.shape[1])
+                w = torch.softmax(logits, dim=1)
+            # weights sum to 1, so aggregating embeddings then projecting equals aggregating features
+            outs.append(self.feature_head(torch.einsum("qk,qkd->qd", w, table[ik])))
+        return torch.cat(outs).view(b, nq, self.feature_dim)
+
+    # ------------------------------------------------------------------ injection
+    def inject_to_latent(
+        self,
+        latent: torch.Tensor,
+        camera_params: CameraParameters,
+        injection_method: str = "cross_attention",
+    ) -> torch.Tensor:
+        """Render the point features into each latent frame's camera and combine with the latent.
+
+        Args:
+            latent: (B, T, C, H, W).
+            camera_params: B*T cameras (frame ``b * T + t``), T cameras shared across B, or 1;
+                at any image size (rescaled to the latent's W x H).
+            injection_method: "addition" (latent + rendered where covered), "concatenation"
+                (1x1 mix of [latent, rendered, coverage] where covered) or "cross_attention"
+                (each token attends to the covered pixels of its 3x3 rendered neighbourhood;
+                residual add). Rendering is a z-buffer splat at latent resolution of the point
+                features projected to C channels (``latent_heads["c<C>"].to_latent``).
+        Returns:
+            (B, T, C, H, W); equal to ``latent`` where the memory is not visible.
+        """
+        from worldstereo.geometry.splat import splat_points
+
+        lat = _check_tensor("latent", latent, (None, None, None, None, None))
+        if not isinstance(camera_params, CameraParameters):
+            raise ValueError(f"camera_params must be CameraParameters, got {type(camera_params).__name__}")
+        if injection_method not in INJECTION_METHODS:
+            raise ValueError(f"injection_method must be one of {INJECTION_METHODS}, got {injection_method!r}")
+        b, t, c, h, w = lat.shape
+        ncam = len(camera_params)
+        if ncam == b * t:
+            cams = camera_params
+        elif ncam == t:
+            cams = camera_params[torch.arange(t).repeat(b)]
+        elif ncam == 1:
+            cams = camera_params[[0] * (b * t)]
+        else:
+            raise ValueError(f"camera_params must hold B*T={b * t}, T={t} or 1 cameras, got {ncam}")
+        if self._n == 0:
+            return lat.clone()
+        head = self._latent_head(c).to(lat.device)
+        # point -> C values: compose the two linear maps (N x Dp x C instead of N x Dp x feature_dim)
+        weight = head.to_latent.weight @ self.feature_head.weight  # (C, Dp)
+        bias = head.to_latent.weight @ self.feature_head.bias + head.to_latent.bias
+        values = self.point_embeddings @ weight.T + bias
+        cams = cams.resized(w, h).to(self._pos.device, torch.float32)
+        render = splat_points(self.point_cloud, values, cams)
+        rendered = render.image.to(lat.device, lat.dtype)
+        covered = (~render.hole_mask).to(lat.device)
+        out = head.combine(lat.reshape(b * t, c, h, w), rendered, covered, injection_method)
+        return out.view(b, t, c, h, w)
+
+    # ------------------------------------------------------------------ state_dict
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        n_emb = self._n if bool(self._explicit_embedding) else 0
+        for name in _STATE:
+            rows = n_emb if name == "_embedding" else self._n
+            t = getattr(self, name)[:rows]
+            destination[prefix + name] = t if keep_vars else t.detach().clone()
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        pos = state_dict.get(prefix + "_pos")
+        if pos is not None:
+            n = int(pos.shape[0])
+            for name in _STATE:
+                src = state_dict.get(prefix + name)
+                if src is not None:
+                    cur = getattr(self, name)
+                    setattr(self, name, torch.empty(src.shape, dtype=cur.dtype, device=cur.device))
+            self._n = n
+        for key in state_dict:
+            if key.startswith(prefix + "latent_heads.c"):
+                name = key[len(prefix + "latent_heads.") :].split(".")[0]
+                if name not in self.latent_heads:
+                    self._latent_head(int(name[1:]))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._grid = None
+        self._changed()
+
+    # ------------------------------------------------------------------ internals
+    def _changed(self) -> None:
+        self._version += 1
+        self._knn = None
+
+    def _latent_head(self, channels: int) -> LatentInjectionHead:
+        key = f"c{channels}"
+        if key not in self.latent_heads:
+            head = LatentInjectionHead(self.feature_dim, channels, seed=self.seed)
+            self.latent_heads[key] = head.to(self._pos.device)
+        return self.latent_heads[key]
+
+    def _knn_index(self) -> SpatialIndex:
+        dev = self._pos.device
+        if self._knn is None or self._knn[0] != self._version or self._knn[1] != dev:
+            index = make_spatial_index(self.spatial_index).build(self.point_cloud.detach())
+            self._knn = (self._version, dev, index)
+        return self._knn[2]
+
+    def _merge_grid(self, threshold: float) -> VoxelHashGrid:
+        g = self._grid
+        if g is None or g.cell_size < _CELL_MARGIN * threshold or g.cell_size > 4 * _CELL_MARGIN * threshold:
+            g = VoxelHashGrid(_CELL_MARGIN * threshold)
+            g.build(self.point_cloud.detach().cpu().numpy())
+            self._grid = g
+        return g
+
+    def _reserve(self, size: int) -> None:
+        """Grow every per-point buffer to hold ``size`` points (capacity doubles; contents kept)."""
+        cap = self._pos.shape[0]
+        if size <= cap:
+            if bool(self._explicit_embedding) and self._embedding.shape[0] < cap:
+                self._embedding = self._resized(self._embedding, cap)
+            return
+        new_cap = max(size, 2 * cap, 1024)
+        for name in _STATE:
+            if name == "_embedding" and not bool(self._explicit_embedding):
+                continue
+            setattr(self, name, self._resized(getattr(self, name), new_cap))
+
+    def _resized(self, buf: torch.Tensor, rows: int) -> torch.Tensor:
+        out = torch.zeros((rows,) + tuple(buf.shape[1:]), dtype=buf.dtype, device=buf.device)
+        keep = min(self._n, buf.shape[0], rows)
+        out[:keep] = buf[:keep]
+        return out
+
+    def _materialize_embeddings(self) -> None:
+        emb = torch.zeros(self._pos.shape[0], self.point_cloud_dim, device=self._pos.device)
+        if self._n:
+            emb[: self._n] = self.encoder(self.point_cloud).detach()
+        self._embedding = emb
+        self._explicit_embedding.fill_(True)
+
+    def _evict_past_capacity(self) -> int:
+        """Drop the points seen longest ago until ``max_points`` remain; returns how many went."""
+        excess = self._n - self.max_points
+        if excess <= 0:
+            return 0
+        last = self.last_seen
+        order = torch.sort(last, stable=True).indices
+        boundary = last[order[excess - 1]]
+        older = last < boundary
+        same = torch.nonzero(last == boundary).squeeze(1)
+        rem = excess - int(older.sum())
+        drop = older.clone()
+        pick = torch.linspace(0, same.shape[0] - 1, rem, device=last.device).round().long()
+        drop[same[pick]] = True
+        keep = torch.nonzero(~drop).squeeze(1)
+        explicit = bool(self._explicit_embedding)
+        for name in _STATE:
+            if name == "_embedding" and not explicit:
+                continue
+            buf = getattr(self, name)
+            buf[: keep.shape[0]] = buf[keep]
+        self._n = int(keep.shape[0])
+        self._grid = None
+        return excess
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """Rows of ``v`` scaled to unit length (zero rows stay zero)."""
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
