@@ -37,6 +37,7 @@ __all__ = [
     "ExampleFolder",
     "NamedCameras",
     "NerfstudioPath",
+    "PointCloudData",
     "RECONSTRUCTION_ORDER",
     "read_camera_json",
     "read_example_folder",
