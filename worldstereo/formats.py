@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters, check_rotation, opencv_to_opengl, opengl_to_opencv
 
 __all__ = [
@@ -56,24 +56,10 @@ _CORE_KEYS = ("motion_list", "extrinsic", "intrinsic", "width", "height")
 
 # ------------------------------------------------------------------------------------------------ atomic writes
 def _atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it onto ``path``.
-
-    The temporary name keeps the final suffix (trimesh picks the format from it). On any error the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it onto ``path`` (see :mod:`worldstereo.atomic`)."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    return Path(path)
 
 
 def _write_json(path: str | os.PathLike, data: Any) -> Path:
