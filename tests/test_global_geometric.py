@@ -312,7 +312,8 @@ def test_inject_addition_adds_the_rendered_features():
     g = _wall_memory()
     lat = torch.zeros(1, 1, 2, 6, 8)
     cam = CameraParameters.look_at([0.0, 0.0, -0.3], [0.0, 0.0, 0.0], width=8, height=6)  # patch fills view
-    out = g.inject_to_latent(lat, cam, "addition")
+    with torch.no_grad():
+        out = g.inject_to_latent(lat, cam, "addition")
     head = g.latent_heads["c2"]
     feats = head.to_latent(g.point_features).detach()  # (N, 2)
     # every pixel is covered and holds one point's projected feature

@@ -20,8 +20,10 @@ Point features are ``feature_head(embedding)``, a Linear ``point_cloud_dim -> fe
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -294,9 +296,7 @@ class GlobalGeometricMemory(nn.Module):
         merged = target >= 0
         num_merged = int(merged.sum())
         if num_merged:
-            tgt = target[merged]
-            uniq, inv = torch.unique(tgt, return_inverse=True)
-            k = torch.bincount(inv, minlength=uniq.shape[0])
+            uniq, inv, k = _unique_counts(target[merged])
             old = self._count[uniq]
             denom = (old + k).to(torch.float32).unsqueeze(1)
             w_old = old.to(torch.float32).unsqueeze(1)
@@ -390,24 +390,27 @@ class GlobalGeometricMemory(nn.Module):
             centers = camera_params.camera_centers.to(dev, torch.float32)  # (1 or B, 3)
             centers = centers.expand(b, 3).repeat_interleave(nq, dim=0)
             qvec = self.attn_query(torch.cat([self.encoder(flat), _unit(flat - centers)], dim=1))
-        chunk = max(1, _QUERY_CHUNK // (k * table.shape[1]))
-        outs = []
-        for s in range(0, flat.shape[0], chunk):
-            ik = idx[s : s + chunk]
-            if aggregation == "max":
-                outs.append(table[ik].amax(dim=1))
-                continue
-            if aggregation == "mean":
-                w = torch.full(ik.shape, 1.0 / k, device=dev)
-            elif aggregation == "weighted":
-                w = 1.0 / (dist[s : s + chunk] + 1e-6)
-                w = w / w.sum(dim=1, keepdim=True)
-            else:
-                logits = torch.einsum("qd,qkd->qk", qvec[s : s + chunk], keys[ik]) / math.sqrt(keys.shape[1])
-                w = torch.softmax(logits, dim=1)
-            # weights sum to 1, so aggregating embeddings then projecting equals aggregating features
-            outs.append(self.feature_head(torch.einsum("qk,qkd->qd", w, table[ik])))
-        return torch.cat(outs).view(b, nq, self.feature_dim)
+        if aggregation == "max":
+            chunk = max(1, _QUERY_CHUNK // (k * table.shape[1]))
+            out = torch.cat([table[idx[s : s + chunk]].amax(dim=1) for s in range(0, idx.shape[0], chunk)])
+            return out.view(b, nq, self.feature_dim)
+        if aggregation == "mean":
+            w = torch.full(idx.shape, 1.0 / k, device=dev)
+        elif aggregation == "weighted":
+            w = 1.0 / (dist + 1e-6)
+            w = w / w.sum(dim=1, keepdim=True)
+        else:
+            chunk = max(1, _QUERY_CHUNK // (k * keys.shape[1]))
+            w = torch.cat([
+                torch.softmax(
+                    torch.einsum("qd,qkd->qk", qvec[s : s + chunk], keys[idx[s : s + chunk]])
+                    / math.sqrt(keys.shape[1]),
+                    dim=1,
+                )
+                for s in range(0, idx.shape[0], chunk)
+            ])
+        # weights sum to 1, so aggregating embeddings then projecting equals aggregating features
+        return self.feature_head(_weighted_rows(w, idx, table)).view(b, nq, self.feature_dim)
 
     # ------------------------------------------------------------------ injection
     def inject_to_latent(
@@ -570,6 +573,36 @@ class GlobalGeometricMemory(nn.Module):
         self._n = int(keep.shape[0])
         self._grid = None
         return excess
+
+
+def _weighted_rows(weights: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``out[q] = sum_j weights[q, j] * table[index[q, j]]``: (Q, k), (Q, k), (N, D) -> (Q, D).
+
+    One sparse (Q x N) CSR product on the CPU (faster than gathering (Q, k, D)); a chunked gather
+    elsewhere or when gradients are needed.
+    """
+    q, k = index.shape
+    if table.device.type == "cpu" and not (torch.is_grad_enabled() and (table.requires_grad or weights.requires_grad)):
+        crow = torch.arange(0, q * k + 1, k, device=table.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            a = torch.sparse_csr_tensor(
+                crow, index.reshape(-1), weights.reshape(-1).to(table.dtype), size=(q, table.shape[0]),
+                check_invariants=False,
+            )
+            return a @ table
+    chunk = max(1, _QUERY_CHUNK // (k * table.shape[1]))
+    return torch.cat([
+        torch.einsum("qk,qkd->qd", weights[s : s + chunk], table[index[s : s + chunk]]) for s in range(0, q, chunk)
+    ])
+
+
+def _unique_counts(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sorted unique ``values`` (1-D int64), the inverse map and the multiplicities (numpy on CPU: faster)."""
+    if values.device.type == "cpu":
+        uniq, inv, k = np.unique(values.numpy(), return_inverse=True, return_counts=True)
+        return torch.from_numpy(uniq), torch.from_numpy(inv.reshape(-1)), torch.from_numpy(k)
+    return torch.unique(values, return_inverse=True, return_counts=True)
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
