@@ -227,10 +227,10 @@ def random_scene(seed: int, B: int, M: int, K: int, N: int, D: int, dtype=torch.
 @pytest.mark.parametrize(
     "B, cam_batch, window, tol, thr, M, dtype",
     [
-        (1, 1, 7, 0.05, 0.5, 24, torch.float32),
+        (1, 1, 7, 0.05, 0.5, 28, torch.float32),  # memory_size 32: the 8-bools-per-word paths
         (2, 2, 3, 0.05, 0.3, 24, torch.float32),
         (3, 1, 1, 0.2, 0.5, 16, torch.float32),
-        (2, 2, 12, 0.02, 0.7, 40, torch.float64),
+        (2, 2, 12, 0.02, 0.7, 60, torch.float64),
         (1, 1, 5, 0.1, 0.0, 40, torch.float32),
     ],
 )

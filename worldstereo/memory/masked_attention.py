@@ -16,6 +16,8 @@ Two strategies, equal up to float rounding:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 __all__ = ["masked_attention"]
@@ -25,6 +27,22 @@ BLOCK_ROWS = 64
 # "auto" picks "dense" above this fraction of allowed (row, entry) pairs, or on CUDA (where the
 # per-block host round trips of "blocks" cost more than the saved arithmetic).
 DENSE_FRACTION = 0.25
+
+
+def _any_last(mask: torch.Tensor) -> torch.Tensor:
+    """``mask.any(-1)`` for a bool (..., M) mask, 8 columns per int64 word when the layout allows."""
+    if mask.is_contiguous() and mask.shape[-1] % 8 == 0 and mask.numel():
+        return mask.view(torch.int64).any(-1)
+    return mask.any(-1)
+
+
+def _any_middle(mask: torch.Tensor) -> torch.Tensor:
+    """``mask.any(1)`` for a bool (nb, G, M) mask with G < 256: summing the int64 words (8 bool
+    bytes each) over G cannot carry between bytes, so a byte of the sum is non-zero iff one of
+    its G bools is set."""
+    if mask.is_contiguous() and mask.shape[-1] % 8 == 0 and mask.shape[1] < 256 and sys.byteorder == "little":
+        return mask.view(torch.int64).sum(1).view(torch.uint8) > 0
+    return mask.any(1)
 
 
 def _dense(
@@ -48,11 +66,12 @@ def _blocks(
     B, N, D = query.shape
     M = bank.shape[0]
     G = block_rows
-    out = query.new_zeros(B * N, D)
     weights = query.new_zeros(B * N, M)
     mask_rows = mask.reshape(B * N, M)
-    flat = torch.nonzero(mask_rows.any(-1)).squeeze(1)  # rows with at least one allowed entry
+    flat = torch.nonzero(_any_last(mask_rows)).squeeze(1)  # rows with at least one allowed entry
     R = flat.numel()
+    # Every row is written below when all are active; otherwise the others stay zero.
+    out = query.new_empty(B * N, D) if R == B * N else query.new_zeros(B * N, D)
     if R == 0:
         return out.view(B, N, D), weights.view(B, N, M)
     if row_keys is not None:
@@ -65,7 +84,7 @@ def _blocks(
     if pad:
         allowed[-1, G - pad :] = False
     # Each block's allowed entries (the union over its rows), first, padded to the largest union U.
-    col_any = allowed.any(1)  # (nb, M)
+    col_any = _any_middle(allowed)  # (nb, M)
     n_cols = col_any.sum(-1)
     U = int(n_cols.max())
     cols = torch.sort(col_any.to(torch.uint8), dim=-1, descending=True, stable=True)[1][:, :U]  # (nb, U)
@@ -76,7 +95,7 @@ def _blocks(
     scores = torch.bmm(q, f.transpose(1, 2)) * scale
     w = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
     w = torch.where(allowed, w, torch.zeros((), dtype=w.dtype))  # padding rows: NaN -> 0
-    out = out.index_copy(0, flat, torch.bmm(w, f).view(nb * G, D)[:R])
+    out.index_copy_(0, flat, torch.bmm(w, f).view(nb * G, D)[:R])
     # Padding columns carry weight 0, so accumulating them (onto real cells) changes nothing.
     idx = (rows.view(nb, G, 1) * M + cols[:, None, :]).reshape(-1)[: R * U]
     weights.view(-1).index_add_(0, idx, w.reshape(-1)[: R * U])
