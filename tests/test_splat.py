@@ -196,6 +196,16 @@ def test_fast_matches_reference_on_chunk_boundaries(monkeypatch):
     assert torch.equal(fast.point_ids, ref.point_ids)
 
 
+def test_fast_matches_reference_with_int64_pixel_indices(monkeypatch):
+    import worldstereo.geometry.splat as splat_module
+
+    pts, vals, cams = _random_scene(3, 1500, seed=8)
+    monkeypatch.setattr(splat_module, "_FLOAT_INDEX_LIMIT", 0)  # the path for huge buffers
+    fast = splat_points(pts, vals, cams, radius=1)
+    ref = splat_points_reference(pts, vals, cams, radius=1)
+    assert torch.equal(fast.point_ids, ref.point_ids)
+
+
 def test_reference_matches_brute_force_loop():
     # A per-pixel loop over the points, the most literal reading of the contract.
     pts, vals, cams = _random_scene(2, 300, seed=3)

@@ -25,6 +25,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from worldstereo.camera import CameraParameters
@@ -34,8 +35,12 @@ __all__ = ["RenderOutput", "splat_points", "splat_points_reference"]
 _INT64_MAX = torch.iinfo(torch.int64).max
 # Point indices live in the low 32 bits of the z-buffer key; keep them positive as int32 too.
 _MAX_POINTS = 2**31 - 1
-# Points per block on CPU: small enough for the per-block temporaries to stay in cache.
-_CPU_CHUNK = 1 << 18
+# Point-camera pairs processed per block (each costs ~60 bytes of temporaries): on CPU small
+# enough to stay mostly in cache, on GPU just a bound on memory.
+_CPU_CHUNK = 1 << 17
+_GPU_CHUNK = 1 << 24
+# Flat pixel indices are computed in float32 while the buffer is smaller than this (exact).
+_FLOAT_INDEX_LIMIT = 2**24
 
 
 @dataclass(frozen=True)
@@ -132,11 +137,23 @@ def _gather_image(values: torch.Tensor | None, ids: torch.Tensor, hole: torch.Te
         return torch.empty(B, 0, H, W, dtype=torch.float32, device=ids.device)
     # embedding() is index_select along dim 0, several times faster on CPU for narrow rows.
     picked = torch.nn.functional.embedding(ids.reshape(-1).clamp_min(0), values)  # (B*H*W, C)
-    picked = picked.masked_fill(hole.reshape(-1, 1), float(background))
-    return picked.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()
+    C = values.shape[1]
+    image = torch.empty(B, C, H, W, dtype=values.dtype, device=values.device)
+    # One pass both transposes to (B, C, H, W) and writes the background into holes.
+    fill = torch.tensor(background, dtype=values.dtype, device=values.device)
+    torch.where(hole.view(B, 1, H * W), fill, picked.view(B, H * W, C).transpose(1, 2), out=image.view(B, C, H * W))
+    return image
 
 
 # ---------------------------------------------------------------------------------- fast path
+def _columns(points: torch.Tensor) -> torch.Tensor:
+    """(n, 3) -> (3, n) contiguous x, y, z rows (strided reads are slow in every later op)."""
+    if points.device.type == "cpu":
+        # numpy's transposing copy is several times faster than torch's for this shape.
+        return torch.from_numpy(np.ascontiguousarray(points.detach().numpy().T))
+    return points.T.contiguous()
+
+
 def _affine_rows(points: torch.Tensor, A: torch.Tensor) -> list[torch.Tensor]:
     """Rows ``A[:, r] . [x, y, z, 1]`` for every camera, one float32 operation at a time.
 
@@ -149,7 +166,7 @@ def _affine_rows(points: torch.Tensor, A: torch.Tensor) -> list[torch.Tensor]:
     Returns:
         R tensors of shape (B, n).
     """
-    x, y, z = (points[:, i] for i in range(3))
+    x, y, z = _columns(points)
     rows = []
     for r in range(A.shape[1]):
         a = A[:, r, :, None]  # (B, 4, 1)
@@ -216,8 +233,8 @@ def _scatter_chunk(
     v = torch.where(z_ok, v, 0.0)
     keys = _depth_id_keys(z, first_id).view(-1)
     # Flat index of pixel (row v, col u) in the padded buffer: b * Hp * Wp + (v + 1) * Wp + (u + 1).
-    # Built in float32 where that is exact (below 2**24), else in int64.
-    exact_float = buffer.numel() < 2**24
+    # Built in float32 where that is exact, else in int64.
+    exact_float = buffer.numel() < _FLOAT_INDEX_LIMIT
     base = torch.arange(B, device=u.device, dtype=torch.int64).view(B, 1) * (Hp * Wp) + (Wp + 1)
     if exact_float:
         base = base.to(u.dtype)
@@ -246,8 +263,8 @@ def splat_points(
     One ``scatter_reduce_(amin)`` per footprint offset into a ``(B, H + 2, W + 2)`` buffer of
     int64 keys ``(float32 depth bits << 32) | point index``: the minimum key is the nearest point,
     with ties going to the lower index; ids, depth and values are decoded from the winning key.
-    Fragments off the image are clamped into the one-pixel border and dropped with it. On CPU
-    the points are processed in blocks of ``_CPU_CHUNK``; there is no Python loop over points.
+    Fragments off the image are clamped into the one-pixel border and dropped with it. Points
+    are processed in blocks (bounded temporaries); there is no Python loop over points.
 
     Args:
         points: (N, 3) world points (cast to float32).
@@ -269,8 +286,7 @@ def splat_points(
 
     buffer = torch.full((B, H + 2, W + 2), _INT64_MAX, dtype=torch.int64, device=device)
     P = _projection_matrices(cameras)
-    # On CPU, blocks bound the temporaries (about 60 bytes per point and camera).
-    chunk = _CPU_CHUNK if device.type == "cpu" else N
+    chunk = max(1, (_CPU_CHUNK if device.type == "cpu" else _GPU_CHUNK) // B)
     for start in range(0, N, chunk):
         _scatter_chunk(buffer, points[start : start + chunk], start, P, radius, near, far)
 
