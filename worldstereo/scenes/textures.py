@@ -159,9 +159,9 @@ class Bricks(Texture):
         hue = self.noise.hash(ic, ir, salt=1) - 0.5
         brick = _color(self.color, s.uv) * tint.unsqueeze(-1)
         brick = brick + torch.stack([0.12 * hue, 0.05 * hue, -0.05 * hue], -1)
-        speck = self.noise.noise(s.uv * 90.0) - 0.5
+        speck = self.noise.noise(s.uv * 45.0) - 0.5
         brick = brick * (1.0 + 0.35 * speck).unsqueeze(-1)
-        mortar = _color(self.mortar_color, s.uv) * (0.9 + 0.2 * self.noise.noise(s.uv * 60.0)).unsqueeze(-1)
+        mortar = _color(self.mortar_color, s.uv) * (0.9 + 0.2 * self.noise.noise(s.uv * 30.0)).unsqueeze(-1)
         return torch.where(joint.unsqueeze(-1), mortar, brick)
 
 
@@ -185,7 +185,7 @@ class Planks(Texture):
         tone = 0.72 + 0.5 * self.noise.hash(iseg, ir)
         warp = self.noise.fbm(torch.stack([u * 1.5, v * 12.0], -1), octaves=3)
         grain = 0.5 + 0.5 * torch.sin(2.0 * math.pi * (v * 55.0 + 6.0 * warp + 10.0 * self.noise.hash(iseg, ir, 2)))
-        fine = self.noise.noise(torch.stack([u * 8.0, v * 160.0], -1))
+        fine = self.noise.noise(torch.stack([u * 6.0, v * 70.0], -1))
         shade = tone * (0.78 + 0.16 * grain + 0.12 * fine)
         wood = _color(self.color, s.uv) * shade.unsqueeze(-1)
         return torch.where(gap.unsqueeze(-1), wood * 0.35, wood)
@@ -209,7 +209,7 @@ class Wallpaper(Texture):
         ring = ((fu.abs() + fv.abs()) - 0.36).abs() < 0.04
         out = torch.where(diamond.unsqueeze(-1), _color(self.accent, s.uv).expand_as(base), base)
         out = torch.where(ring.unsqueeze(-1), out * 0.6, out)
-        weave = self.noise.noise(s.uv * 120.0)
+        weave = self.noise.noise(s.uv * 50.0)
         return out * (0.88 + 0.2 * weave).unsqueeze(-1)
 
 
@@ -233,7 +233,7 @@ class Tiles(Texture):
         d = (g - cell) * self.dots
         dd = (d - torch.floor(d) - 0.5).norm(dim=-1)
         tile = torch.where((dd < 0.18).unsqueeze(-1), tile * 0.55, tile)
-        tile = tile * (0.92 + 0.16 * self.noise.noise(s.uv * 70.0)).unsqueeze(-1)
+        tile = tile * (0.92 + 0.16 * self.noise.noise(s.uv * 40.0)).unsqueeze(-1)
         return torch.where(grout.unsqueeze(-1), _color(self.grout_color, s.uv).expand_as(tile), tile)
 
 
@@ -251,7 +251,7 @@ class Checker(Texture):
         ic = cell.long()
         tint = 0.8 + 0.35 * self.noise.hash(ic[:, 0], ic[:, 1])
         out = _mix(_color(self.a, s.uv), _color(self.b, s.uv), parity) * tint.unsqueeze(-1)
-        return out * (0.85 + 0.3 * self.noise.noise(s.uv * 80.0)).unsqueeze(-1)
+        return out * (0.85 + 0.3 * self.noise.noise(s.uv * 40.0)).unsqueeze(-1)
 
 
 class Stripes(Texture):
@@ -273,7 +273,7 @@ class Stripes(Texture):
         across = s.uv[:, 1] * ca - s.uv[:, 0] * sa
         ticks = torch.remainder(torch.floor(across / (0.5 * self.period)), 2.0)
         out = out * (0.9 + 0.1 * ticks).unsqueeze(-1)
-        return out * (0.85 + 0.3 * self.noise.noise(s.uv * 90.0)).unsqueeze(-1)
+        return out * (0.85 + 0.3 * self.noise.noise(s.uv * 45.0)).unsqueeze(-1)
 
 
 class Painting(Texture):
@@ -291,7 +291,7 @@ class Painting(Texture):
             fx, fy = float(self.freq[c, 0]), float(self.freq[c, 1])
             chans.append(0.5 + 0.45 * torch.sin(fx * s.st[:, 0] + fy * s.st[:, 1] + 7.0 * warp + self.phase[c]))
         out = torch.stack(chans, -1)
-        out = out * (0.8 + 0.4 * self.noise.noise(s.uv * 120.0)).unsqueeze(-1)
+        out = out * (0.8 + 0.4 * self.noise.noise(s.uv * 40.0)).unsqueeze(-1)
         border = ((s.st < 0.03) | (s.st > 0.97)).any(-1)
         return torch.where(border.unsqueeze(-1), out * 0.15, out)
 
@@ -338,7 +338,7 @@ class Letters(Texture):
         out = torch.where(lit.unsqueeze(-1), _color(self.ink, s.uv).expand_as(bg), bg)
         edge = ((s.st < 0.04) | (s.st > 0.96)).any(-1)
         out = torch.where(edge.unsqueeze(-1), out * 0.5, out)
-        return out * (0.9 + 0.2 * self.noise.noise(s.uv * 100.0)).unsqueeze(-1)
+        return out * (0.9 + 0.2 * self.noise.noise(s.uv * 50.0)).unsqueeze(-1)
 
 
 class SolidNoise(Texture):
@@ -351,7 +351,7 @@ class SolidNoise(Texture):
     def albedo(self, s: SurfacePoints) -> torch.Tensor:
         t = self.noise.fbm(s.uv * self.scale, octaves=5)
         out = _mix(_color(self.a, s.uv), _color(self.b, s.uv), (t - 0.2).clamp(0, 0.6) / 0.6)
-        sp = self.noise.noise(s.uv * self.scale * 20.0) - 0.5
+        sp = self.noise.noise(s.uv * min(self.scale * 8.0, 50.0)) - 0.5
         return out * (1.0 + self.speckle * sp).unsqueeze(-1)
 
 
@@ -365,7 +365,7 @@ class Rock(Texture):
     def albedo(self, s: SurfacePoints) -> torch.Tensor:
         n = self.noise.fbm(s.uv * 4.0, octaves=5)
         crack = (self.noise.fbm(s.uv * 2.5 + 50.0, octaves=3) - 0.5).abs() < 0.025
-        tone = 0.6 + 0.7 * n + 0.25 * (self.noise.noise(s.uv * 60.0) - 0.5)
+        tone = 0.6 + 0.7 * n + 0.25 * (self.noise.noise(s.uv * 30.0) - 0.5)
         out = _color(self.color, s.uv) * tone.unsqueeze(-1)
         return torch.where(crack.unsqueeze(-1), out * 0.4, out)
 
@@ -384,7 +384,7 @@ class Grass(Texture):
         uv = s.uv
         patches = self.noise.fbm(uv * 0.6, octaves=3)
         out = _mix(_color(self.green, uv), _color(self.dry, uv), ((patches - 0.35) / 0.35).clamp(0, 1))
-        blades = self.noise.noise(uv * torch.tensor([25.0, 70.0], dtype=uv.dtype, device=uv.device))
+        blades = self.noise.noise(uv * torch.tensor([25.0, 50.0], dtype=uv.dtype, device=uv.device))
         out = out * (0.7 + 0.55 * blades).unsqueeze(-1)
         slope = 1.0 + s.normals[:, 1]  # 0 when flat, grows with steepness
         rockiness = ((slope * 4.0 + self.noise.fbm(uv * 1.5 + 9.0, octaves=2) - 1.2) * 3.0).clamp(0, 1)
@@ -407,7 +407,7 @@ class Bark(Texture):
     def albedo(self, s: SurfacePoints) -> torch.Tensor:
         warp = self.noise.fbm(s.uv * torch.tensor([4.0, 1.0], dtype=s.uv.dtype, device=s.uv.device), 3)
         furrow = 0.5 + 0.5 * torch.sin(2.0 * math.pi * (s.uv[:, 0] * 30.0 + 2.0 * warp))
-        tone = 0.55 + 0.45 * furrow + 0.2 * (self.noise.noise(s.uv * 50.0) - 0.5)
+        tone = 0.55 + 0.45 * furrow + 0.2 * (self.noise.noise(s.uv * 30.0) - 0.5)
         return _color(self.color, s.uv) * tone.unsqueeze(-1)
 
 
