@@ -14,7 +14,7 @@ from worldstereo.camera import CameraParameters
 __all__ = ["frustum_overlap", "frustum_samples", "view_angle"]
 
 # Sample points projected per step of frustum_overlap (bounds its memory).
-_POINTS_PER_STEP = 1 << 22
+_POINTS_PER_STEP = 1 << 20
 
 
 def _check_cameras(name: str, cameras: CameraParameters) -> None:
