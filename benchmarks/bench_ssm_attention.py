@@ -3,8 +3,11 @@
 Scene: a tilted plane seen by four keyframe cameras (16 x 16 tokens of 32 x 32 pixels each, 8 x 8
 correspondences per token on the surface, confidences uniform in [0.3, 1] so ~30 % are ignored)
 and by a query camera close to them (64 x 64 query points on the surface, 8-pixel pitch), all
-512 x 512. Ours: ``SpatialStereoMemory.constrained_attention`` with the correspondence mask
-(mask, softmax, output, weights, usage bookkeeping). Reference: torch SDPA of the same queries
+512 x 512. Every query may attend to some entries: 6.4 of the 1024 on average (0.6 % of the
+pairs), the keyframe tokens around its surface point.
+
+Ours: ``SpatialStereoMemory.constrained_attention`` with the correspondence mask (projections,
+mask, softmax, output, weights, usage bookkeeping). Reference: torch SDPA of the same queries
 over all 1024 entries without a mask (no weights returned).
 """
 

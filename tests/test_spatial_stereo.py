@@ -298,6 +298,28 @@ def test_retrieve_ranks_by_nearest_valid_correspondence():
     assert idx[:, 0].tolist() == [[1, 2], [1, 2]] and idx[:, 1].tolist() == [[2, 1], [2, 1]]
 
 
+@pytest.mark.parametrize("top_k, thr", [(1, 0.5), (5, 0.3), (40, 0.5)])
+def test_retrieve_matches_brute_force_ranking(top_k, thr):
+    g = torch.Generator().manual_seed(top_k)
+    M, K = 30, 5
+    mem = SpatialStereoMemory(memory_size=M + 2, feature_dim=4, num_correspondences=K, correspondence_threshold=thr)
+    centres = torch.rand(M, 1, 3, generator=g) * 4
+    corr = centres + 0.3 * torch.randn(M, K, 3, generator=g)  # clustered, overlapping entries
+    conf = torch.rand(M, K, generator=g)
+    conf[3] = 0.0  # entry 3 has no valid correspondence
+    mem.add_to_memory(torch.randn(M, 4, generator=g), corr, conf)
+    pts = torch.rand(2, 20, 3, generator=g) * 4
+    _, idx = mem.retrieve(pts, None, top_k=top_k)
+    # Brute force: every query against every valid correspondence.
+    d = torch.cdist(pts.reshape(-1, 3), corr.reshape(-1, 3)).view(-1, M, K)
+    d = d.masked_fill(conf < thr, float("inf")).amin(-1)  # (Q, M)
+    n_ok = int((conf >= thr).any(-1).sum())
+    expected = torch.full((40, top_k), -1)
+    expected[:, : min(top_k, n_ok)] = torch.argsort(d, dim=-1)[:, : min(top_k, n_ok)]
+    assert torch.equal(idx.reshape(40, top_k), expected)
+    assert 3 not in idx
+
+
 # ---------------------------------------------------------------- metadata and state
 def test_metadata_is_stored_and_retrievable():
     mem = SpatialStereoMemory(memory_size=4, feature_dim=8, num_correspondences=2)

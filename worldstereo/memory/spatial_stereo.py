@@ -46,8 +46,8 @@ __all__ = ["SSMEntryMetadata", "SpatialStereoMemory", "UPDATE_STRATEGIES"]
 UPDATE_STRATEGIES = ("fifo", "lru", "importance_based")
 # Metadata keys with a dedicated buffer; any other key goes to the per-slot ``extra`` dict.
 _KNOWN_METADATA = ("frame_index", "camera", "pixel_boxes")
-# Query rows per chunk of ``retrieve`` (bounds the (rows, M*K) distance matrix).
-_RETRIEVE_PAIRS_PER_CHUNK = 8_000_000
+# Bound on (query, correspondence) distances evaluated at once by ``retrieve``.
+_RETRIEVE_PAIRS_PER_CHUNK = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -542,6 +542,43 @@ class SpatialStereoMemory(nn.Module):
         weights = torch.nan_to_num(torch.softmax(logits, dim=-1), nan=0.0)
         return torch.einsum("bnm,md->bnd", weights, self.features), weights
 
+    def _nearest_entries(self, points: torch.Tensor, top_k: int) -> torch.Tensor:
+        """(Q, 3) points -> (Q, top_k) int64 slots ranked by distance to their nearest valid
+        correspondence (ties to the lower slot), -1 past the retrievable entries.
+
+        Exact, with pruning: each entry's valid correspondences lie in a ball (centre, radius), so
+        its distance is within ``|q - centre| -+ radius``; the k-th smallest upper bound is a
+        distance that the k best entries cannot exceed, and entries whose lower bound is beyond it
+        (plus a rounding slack) are skipped before the exact per-correspondence distances.
+        """
+        Q = points.shape[0]
+        K = self.num_correspondences
+        idx = torch.full((Q, top_k), -1, dtype=torch.int64, device=points.device)
+        valid = self.valid_correspondences
+        slots = torch.where(valid.any(-1))[0]  # retrievable entries, ascending
+        E = slots.numel()
+        if E == 0 or Q == 0:
+            return idx
+        k_take = min(top_k, E)
+        corr = self.correspondences[slots].to(points.dtype)  # (E, K, 3)
+        ok = valid[slots]  # (E, K)
+        w = ok.to(corr.dtype)
+        centre = (corr * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # (E, 3)
+        radius = ((corr - centre[:, None]).norm(dim=-1) * w).amax(1)  # (E,)
+        slack = 1e-5 * float(points.abs().max() + corr.abs().max() + 1.0)
+        rows = max(1, _RETRIEVE_PAIRS_PER_CHUNK // (E * K))
+        for s in range(0, Q, rows):
+            q = points[s : s + rows]  # (n, 3)
+            dc = torch.cdist(q, centre, compute_mode="donot_use_mm_for_euclid_dist")  # (n, E)
+            kth = torch.kthvalue(dc + radius, k_take, dim=1).values  # (n,)
+            ri, ei = torch.nonzero(dc - radius <= kth[:, None] + slack, as_tuple=True)
+            d = (corr[ei] - q[ri, None]).norm(dim=-1).masked_fill(~ok[ei], float("inf")).amin(-1)
+            dist = torch.full((q.shape[0], E), float("inf"), dtype=d.dtype, device=d.device)
+            dist[ri, ei] = d
+            dist, order = torch.sort(dist, dim=-1, stable=True)
+            idx[s : s + rows, :k_take] = slots[order[:, :k_take]]
+        return idx
+
     def retrieve(
         self, query_points: torch.Tensor, camera_params: CameraParameters | None = None, top_k: int = 32
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -566,23 +603,12 @@ class SpatialStereoMemory(nn.Module):
         if camera_params is not None:
             self._check_camera(camera_params, pts.shape[0])
         B, N = pts.shape[:2]
-        M, K = self.memory_size, self.num_correspondences
-        valid = self.valid_correspondences  # (M, K)
-        has_valid = valid.any(-1)  # (M,)
-        corr = self.correspondences.reshape(M * K, 3).to(pts.dtype)
-        flat = pts.reshape(B * N, 3)
-        k_take = min(top_k, M)
-        idx = torch.full((B * N, top_k), -1, dtype=torch.int64, device=pts.device)
-        rows = max(1, _RETRIEVE_PAIRS_PER_CHUNK // max(1, M * K))
-        for s in range(0, B * N, rows):
-            d = torch.cdist(flat[s : s + rows], corr, compute_mode="donot_use_mm_for_euclid_dist")
-            d = d.view(-1, M, K).masked_fill(~valid, float("inf")).amin(-1)  # (r, M)
-            dist, order = torch.sort(d, dim=-1, stable=True)
-            dist, order = dist[:, :k_take], order[:, :k_take]
-            idx[s : s + rows, :k_take] = torch.where(torch.isfinite(dist) & has_valid[order], order, -1)
+        idx = self._nearest_entries(pts.reshape(B * N, 3), top_k)
         idx = idx.view(B, N, top_k)
         found = idx >= 0
-        feats = self.features[idx.clamp(min=0)] * found.unsqueeze(-1).to(self.features.dtype)
+        feats = self.features.index_select(0, idx.clamp(min=0).reshape(-1)).view(B, N, top_k, self.feature_dim)
+        if not bool(found.all()):
+            feats.masked_fill_(~found.unsqueeze(-1), 0.0)
         with torch.no_grad():
             self.clock += 1
             used = idx[found].unique()
