@@ -213,3 +213,12 @@ def test_unproject_and_project_validation():
         cam.unproject(torch.full((1, 1, 6, 8), float("nan")))
     with pytest.raises(ValueError, match="points"):
         cam.project(torch.ones(4, 2))
+
+
+def test_mixed_precision_points_project():
+    cam = CameraParameters.from_fov(1.0, 8, 6)  # float32
+    pts = torch.tensor([[0.1, -0.2, 2.0]], dtype=torch.float64)
+    uv, depth = cam.project(pts)
+    uv32, depth32 = cam.project(pts.float())
+    torch.testing.assert_close(uv.float(), uv32)
+    torch.testing.assert_close(depth.float(), depth32)

@@ -382,7 +382,8 @@ class CameraParameters:
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """World points (B, N, 3) or (N, 3) -> camera-frame points (B, N, 3)."""
         pts = self._batched_points("points", points)
-        R, t = self.extrinsics[:, :3, :3], self.extrinsics[:, :3, 3]
+        E = self.extrinsics.to(pts.dtype)
+        R, t = E[:, :3, :3], E[:, :3, 3]
         return pts @ R.transpose(1, 2) + t.unsqueeze(1)
 
     def project(self, points: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
