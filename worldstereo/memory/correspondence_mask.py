@@ -68,7 +68,7 @@ def correspondence_mask_reference(
         (B, N, M) bool, True where query ``n`` may attend to entry ``m``.
     """
     q_ok = (query_depth > 0) & torch.isfinite(query_uv).all(-1) & torch.isfinite(query_depth)
-    c_ok = corr_valid & (corr_depth > 0) & torch.isfinite(corr_uv).all(-1) & torch.isfinite(corr_depth)
+    c_ok = corr_valid & (corr_depth > 0)  # non-finite projections fail the comparisons below
     du = (corr_uv[:, None] - query_uv[:, :, None, None, :]).abs()  # (B, N, M, K, 2)
     in_window = (du <= window).all(-1)
     zq = query_depth[:, :, None, None]
@@ -77,9 +77,11 @@ def correspondence_mask_reference(
     return pair.any(-1)
 
 
-def _cell_index(x: torch.Tensor, size: float) -> torch.Tensor:
+def _cell_index(x: torch.Tensor, size: float | torch.Tensor) -> torch.Tensor:
     """float64 coordinates -> int64 cell indices ``floor(x / size)``, clamped to +-2**19 (a
-    monotonic map, so ranges stay ranges) and shifted to be positive."""
+    monotonic map, so ranges stay ranges) and shifted to be positive. NaN maps to cell 0's
+    neighbourhood, +-inf to the clamp bounds (such points never pass the exact test anyway)."""
+    x = torch.nan_to_num(x, nan=0.0)
     return torch.floor(x / size).clamp_(-_CELL_CLAMP, _CELL_CLAMP).long() + (_CELL_CLAMP + 1)
 
 
@@ -112,7 +114,7 @@ def correspondence_mask(
     col_w = float(window) / _COLS_PER_WINDOW
     reach = float(window) * _WINDOW_MARGIN
 
-    c_ok = corr_valid & (corr_depth > 0) & torch.isfinite(corr_uv).all(-1) & torch.isfinite(corr_depth)
+    c_ok = corr_valid & (corr_depth > 0)  # non-finite projections fail the exact test
     cb, cm, ck = c_ok.nonzero(as_tuple=True)
     q_ok = (query_depth > 0) & torch.isfinite(query_uv).all(-1) & torch.isfinite(query_depth)
     qb, qn = q_ok.nonzero(as_tuple=True)
@@ -127,8 +129,8 @@ def correspondence_mask(
     q_row = qb * N + qn  # (Q,) flat row of the mask
 
     # Sort correspondences by (batch, cell row, cell column).
-    c64 = c_data[:, :2].double()
-    sorted_key, order = torch.sort(_cell_key(cb, _cell_index(c64[:, 1], row_h), _cell_index(c64[:, 0], col_w)))
+    c_cells = _cell_index(c_data[:, :2].double(), torch.tensor([col_w, row_h], dtype=torch.float64, device=device))
+    sorted_key, order = torch.sort(_cell_key(cb, c_cells[:, 1], c_cells[:, 0]))
     c_data, c_entry = c_data[order], cm[order]
 
     # For each query, the cell rows its widened window touches and, in each, the column range:

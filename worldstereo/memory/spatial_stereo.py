@@ -456,13 +456,23 @@ class SpatialStereoMemory(nn.Module):
         """
         B = query_points.shape[0]
         M, K = self.memory_size, self.num_correspondences
-        # One working precision for camera and points (CameraParameters.project expects them to agree).
+        # One working precision for camera and points; one 3 x 4 matrix K [R | t] per camera, so
+        # a world point projects in two tensor ops (and identically for queries and entries).
         dt = torch.promote_types(torch.promote_types(camera.dtype, query_points.dtype), self.correspondences.dtype)
-        camera = camera.to(dtype=dt)
-        q_uv, q_z = camera.project(query_points.to(dt))
-        c_uv, c_z = camera.project(self.correspondences.reshape(M * K, 3).to(dt))
-        if q_uv.shape[0] != B:  # one camera for the whole batch
-            q_uv, q_z = q_uv.expand(B, -1, -1), q_z.expand(B, -1)
+        P = camera.intrinsics.to(dt) @ camera.extrinsics[:, :3, :].to(dt)  # (Bc, 3, 4)
+
+        def project(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pix = torch.baddbmm(P[:, None, :, 3], points.to(dt).expand(P.shape[0], -1, -1), P[:, :, :3].transpose(1, 2))
+            z = pix[..., 2]
+            return pix[..., :2] / z[..., None], z  # depth <= 0 gives meaningless uv: callers mask it
+
+        N = query_points.shape[1]
+        if P.shape[0] == 1:  # one camera for the whole batch
+            q_uv, q_z = project(query_points.reshape(1, B * N, 3))
+            q_uv, q_z = q_uv.view(B, N, 2), q_z.view(B, N)
+        else:
+            q_uv, q_z = project(query_points)
+        c_uv, c_z = project(self.correspondences.reshape(1, M * K, 3))
         c_uv = c_uv.expand(B, -1, -1).reshape(B, M, K, 2)
         c_z = c_z.expand(B, -1).reshape(B, M, K)
         return q_uv, q_z, c_uv, c_z
