@@ -182,8 +182,9 @@ def test_empty_memory_attention_is_zero():
         assert (out == 0).all() and (w == 0).all()
 
 
-def test_mask_off_is_plain_softmax_over_occupied_entries():
-    mem = SpatialStereoMemory(memory_size=8, feature_dim=16, num_correspondences=4)
+@pytest.mark.parametrize("memory_size", [8, 64])  # 5 of 8 slots used: dense path; 5 of 64: blocks path
+def test_mask_off_is_plain_softmax_over_occupied_entries(memory_size):
+    mem = SpatialStereoMemory(memory_size=memory_size, feature_dim=16, num_correspondences=4)
     mem.add_to_memory(torch.randn(5, 16), torch.randn(5, 4, 3), torch.ones(5, 4))
     q = torch.randn(2, 6, 16)
     out, w = mem.constrained_attention(q, torch.randn(2, 6, 3), cam100(), use_correspondence_mask=False)
@@ -260,18 +261,31 @@ def test_fast_attention_matches_reference(B, cam_batch, window, tol, thr, M, dty
 
 
 def test_fast_mask_is_exact_at_window_and_depth_boundaries():
-    # Points placed exactly on the window edge (|du| == w) and the depth bound.
-    quv = torch.tensor([[[10.0, 10.0], [20.5, 7.25]]])
-    qz = torch.tensor([[2.0, 4.0]])
-    cuv = torch.tensor([[[[17.0, 10.0], [10.0, 3.0]], [[27.5, 14.25], [20.5, 0.0]], [[17.01, 10.0], [13.0, 10.0]]]])
-    cz = torch.tensor([[[2.0, 2.0], [4.2, 4.0], [2.0, 2.11]]])
-    valid = torch.ones(3, 2, dtype=torch.bool)
+    # Points exactly on the window edge (|du| == w or |dv| == w) and on the depth bound; query 2's
+    # window edge u + 7 = 17.5 and v + 7 = 17.5 also fall exactly on grid-cell boundaries.
+    quv = torch.tensor([[[10.0, 10.0], [20.5, 7.25], [10.5, 10.5]]])
+    qz = torch.tensor([[2.0, 4.0, 2.0]])
+    far = [1000.0, 1000.0]
+    cuv = torch.tensor([[
+        [[17.0, 10.0], [10.0, 3.0]],
+        [[27.5, 14.25], [20.5, 0.0]],
+        [[17.01, 10.0], [13.0, 10.0]],
+        [[17.5, 10.5], far],
+        [[10.5, 17.5], far],
+    ]])
+    cz = torch.tensor([[[2.0, 2.0], [4.2, 4.0], [2.0, 2.11], [2.0, 2.0], [2.0, 2.0]]])
+    valid = torch.ones(5, 2, dtype=torch.bool)
     fast = correspondence_mask(quv, qz, cuv, cz, valid, 7, 0.05)
     ref = correspondence_mask_reference(quv, qz, cuv, cz, valid, 7, 0.05)
     assert torch.equal(fast, ref)
-    # query 0: entry 0 on the edge (du = 7, dv = -7) -> yes; entry 2: 7.01 px / depth 5.5 % off -> no.
-    # query 1: entry 1 (du = dv = 7, depth +5 %; and dv = -7.25) -> yes.
-    assert fast[0].tolist() == [[True, False, False], [False, True, False]]
+    # query 0: entry 0 on the edge (du = 7; dv = -7) -> yes; entry 2: 7.01 px, or depth 5.5 % off -> no.
+    # query 1: entry 1 (du = dv = 7 and depth +5 %) -> yes. query 2: entries 3 (du = 7), 4 (dv = 7),
+    # and 0 (du = 6.5), 2 (du = 6.51 at the same depth).
+    assert fast[0].tolist() == [
+        [True, False, False, False, False],
+        [False, True, False, False, False],
+        [True, False, True, True, True],
+    ]
 
 
 # ---------------------------------------------------------------- retrieval
@@ -407,3 +421,5 @@ def test_bad_tensors_raise_naming_the_argument():
         mem.retrieve(pts, cam100(), top_k=0)
     with pytest.raises(ValueError, match="indices"):
         mem.entry_metadata([4])
+    with pytest.raises(ValueError, match="strategy"):
+        masked_attention(q, mem.memory_bank, torch.ones(1, 3, 4, dtype=torch.bool), 1.0, strategy="sparse")

@@ -24,8 +24,8 @@ __all__ = ["masked_attention"]
 
 # Rows per block of the "blocks" strategy.
 BLOCK_ROWS = 64
-# "auto" picks "dense" above this fraction of allowed (row, entry) pairs, or on CUDA (where the
-# per-block host round trips of "blocks" cost more than the saved arithmetic).
+# "auto" picks "dense" above this fraction of allowed (row, entry) pairs, or on CUDA (where one
+# large matmul is cheap and the gathers and host synchronisations of "blocks" are not).
 DENSE_FRACTION = 0.25
 
 
@@ -126,6 +126,8 @@ def masked_attention(
     """
     if strategy not in ("auto", "dense", "blocks"):
         raise ValueError(f"strategy must be 'auto', 'dense' or 'blocks', got {strategy!r}")
+    if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows <= 0:
+        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
     if strategy == "auto":
         dense = query.is_cuda or mask.numel() == 0 or int(mask.count_nonzero()) > DENSE_FRACTION * mask.numel()
         strategy = "dense" if dense else "blocks"
