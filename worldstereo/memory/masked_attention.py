@@ -96,9 +96,10 @@ def _blocks(
     w = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
     w = torch.where(allowed, w, torch.zeros((), dtype=w.dtype))  # padding rows: NaN -> 0
     out.index_copy_(0, flat, torch.bmm(w, f).view(nb * G, D)[:R])
-    # Padding columns carry weight 0, so accumulating them (onto real cells) changes nothing.
+    # Padding columns are entries outside the block's union (the sort puts them after it), so
+    # every (row, column) written is distinct and the padding writes are zeros where zeros are.
     idx = (rows.view(nb, G, 1) * M + cols[:, None, :]).reshape(-1)[: R * U]
-    weights.view(-1).index_add_(0, idx, w.reshape(-1)[: R * U])
+    weights.view(-1).index_put_((idx,), w.reshape(-1)[: R * U])
     return out.view(B, N, D), weights.view(B, N, M)
 
 
