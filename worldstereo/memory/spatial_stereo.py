@@ -537,7 +537,8 @@ class SpatialStereoMemory(nn.Module):
         use_correspondence_mask: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Slow, obvious twin of :meth:`constrained_attention` (dense N x M x K comparison, dense
-        softmax). Same contract, but read-only: it does not update usage statistics."""
+        softmax). Same contract, but read-only: it does not update usage statistics. Memory grows
+        as B * N * M * K: meant for tests and debugging on small inputs."""
         q, pts, cam = self._check_attention_inputs(query, query_points, camera_params)
         B, N, D = q.shape
         if use_correspondence_mask:
