@@ -196,6 +196,21 @@ def test_mask_off_is_plain_softmax_over_occupied_entries(memory_size):
     torch.testing.assert_close(w[..., :5], torch.softmax(q @ bank.T / 4.0, -1))
 
 
+def test_entry_mask_restricts_attention_to_chosen_entries():
+    mem = SpatialStereoMemory(memory_size=8, feature_dim=16, num_correspondences=4)
+    mem.add_to_memory(torch.randn(5, 16), torch.randn(5, 4, 3), torch.ones(5, 4))
+    q = torch.randn(1, 3, 16)
+    allowed = torch.zeros(8, dtype=torch.bool)
+    allowed[[1, 3]] = True
+    out, w = mem.constrained_attention(q, torch.randn(1, 3, 3), cam100(), use_correspondence_mask=False, entry_mask=allowed)
+    assert (w[..., ~allowed] == 0).all()
+    bank = mem.memory_bank[[1, 3]]
+    torch.testing.assert_close(w[..., [1, 3]], torch.softmax(q @ bank.T / 4.0, -1))
+    torch.testing.assert_close(out, w[..., [1, 3]] @ bank)
+    with pytest.raises(ValueError, match="entry_mask"):
+        mem.constrained_attention(q, torch.randn(1, 3, 3), cam100(), entry_mask=torch.ones(5, dtype=torch.bool))
+
+
 def test_attention_output_is_differentiable_in_the_query():
     mem = SpatialStereoMemory(memory_size=4, feature_dim=8, num_correspondences=4)
     add_one(mem, (0.0, 0.0, 2.0))

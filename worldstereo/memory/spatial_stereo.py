@@ -494,6 +494,8 @@ class SpatialStereoMemory(nn.Module):
         query_points: torch.Tensor,
         camera_params: CameraParameters,
         use_correspondence_mask: bool = True,
+        *,
+        entry_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled dot-product attention of queries over the bank, limited by 3D correspondence.
 
@@ -502,6 +504,8 @@ class SpatialStereoMemory(nn.Module):
             query_points: (B, N, 3) world points of the queries.
             camera_params: the query cameras, B of them or 1 shared.
             use_correspondence_mask: False attends to every occupied entry (plain softmax).
+            entry_mask: optional (memory_size,) bool: only these entries may be attended (e.g. the
+                entries of a clip's selected reference views); others get zero weight.
         Returns:
             output (B, N, feature_dim) = weights @ memory_bank, and weights (B, N, memory_size);
             rows with no allowed entry and empty slots are zero. Attended entries (weight > 0)
@@ -518,6 +522,12 @@ class SpatialStereoMemory(nn.Module):
         else:
             mask = self.occupied.view(1, 1, -1).expand(B, N, -1)
             row_keys = None
+        if entry_mask is not None:
+            entry_mask = torch.as_tensor(entry_mask, device=mask.device)
+            if entry_mask.dtype != torch.bool or entry_mask.shape != (self.memory_size,):
+                raise ValueError(f"entry_mask must be a bool tensor of shape ({self.memory_size},), got "
+                                 f"{entry_mask.dtype} {tuple(entry_mask.shape)}")
+            mask = mask & entry_mask.view(1, 1, -1)
         output, weights = masked_attention(q, self.features, mask, 1.0 / math.sqrt(D), row_keys=row_keys)
         self._record_attention(weights)
         return output, weights
