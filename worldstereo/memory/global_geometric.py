@@ -60,7 +60,8 @@ def _check_tensor(name: str, t: Any, shape: tuple[int | None, ...]) -> torch.Ten
         raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
     if not t.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    check_finite(name, t)
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) or not np.isfinite(t.detach().numpy()).all():
+        check_finite(name, t)  # (numpy is much faster than torch on a busy CPU; this raises the error)
     return t
 
 
@@ -273,68 +274,79 @@ class GlobalGeometricMemory(nn.Module):
             raise ValueError(f"merge_threshold must be a positive finite number, got {merge_threshold!r}")
         merge_threshold = float(merge_threshold)
         dev = self._pos.device
-        pts = pts.to(dev, torch.float32)
-        pose = pose.to(dev, torch.float32)
-        center = -(pose[:3, :3].T @ pose[:3, 3])
+        pose = pose.detach().to("cpu", torch.float64)
+        center = (-(pose[:3, :3].T @ pose[:3, 3])).to(torch.float32).numpy()
         self._step += 1
         step = int(self._step)
         if new_features is not None and not bool(self._explicit_embedding):
             self._materialize_embeddings()
-        explicit = bool(self._explicit_embedding)
+        # index maths and running means in numpy on the CPU (numpy views of CPU buffers)
+        pts_np = _to_numpy(pts)
         feats = None
-        if explicit:
-            feats = new_features.to(dev, torch.float32) if new_features is not None else self.encoder(pts)
-        rgb = colors.to(dev, torch.float32) if colors is not None else None
+        if bool(self._explicit_embedding):
+            feats = _to_numpy(new_features) if new_features is not None else _to_numpy(self.encoder(pts.detach().to(dev, torch.float32)))
+        rgb = _to_numpy(colors) if colors is not None else None
 
         # -- merge lookup (voxel hash over the stored points, no tree rebuild)
         if self._n and m:
             grid = self._merge_grid(merge_threshold)
-            target_np, _ = grid.nearest_within(pts.detach().cpu().numpy(), merge_threshold)
-            target = torch.from_numpy(target_np).to(dev)
+            target, _ = grid.nearest_within(pts_np, merge_threshold)
         else:
-            target = torch.full((m,), -1, dtype=torch.int64, device=dev)
+            grid, target = self._grid, np.full(m, -1, np.int64)
         merged = target >= 0
-        num_merged = int(merged.sum())
+        src_added = np.flatnonzero(~merged)
+        num_added = src_added.shape[0]
+        num_merged = m - num_added
+        moved_idx = moved_pos = None
         if num_merged:
-            uniq, inv, k = _unique_counts(target[merged])
-            old = self._count[uniq]
-            denom = (old + k).to(torch.float32).unsqueeze(1)
-            w_old = old.to(torch.float32).unsqueeze(1)
+            # group the merged new points by target: order sorts them, head starts each group
+            src = np.flatnonzero(merged)
+            order = np.argsort(target[src], kind="stable")
+            src = src[order]
+            tgt = target[src]
+            head = np.flatnonzero(np.concatenate([[True], tgt[1:] != tgt[:-1]]))
+            uniq = tgt[head]
+            k = np.diff(np.append(head, tgt.shape[0]))
+            old = _take(self._count, uniq)
+            w_old = old.astype(np.float32)[:, None]
+            denom = (old + k).astype(np.float32)[:, None]
 
-            def running_mean(buf: torch.Tensor, new: torch.Tensor) -> None:
-                s = torch.zeros(uniq.shape[0], new.shape[1], dtype=buf.dtype, device=dev)
-                s.index_add_(0, inv, new.to(buf.dtype))
-                buf[uniq] = (buf[uniq] * w_old + s) / denom
+            def running_mean(buf: torch.Tensor, new: np.ndarray) -> np.ndarray:
+                s = np.add.reduceat(np.take(new, src, axis=0), head, axis=0)
+                mean = (_take(buf, uniq) * w_old + s) / denom
+                _put(buf, uniq, mean)
+                return mean
 
-            running_mean(self._pos, pts[merged])
+            moved_idx, moved_pos = uniq, running_mean(self._pos, pts_np)
             if rgb is not None:
-                running_mean(self._rgb, rgb[merged])
+                running_mean(self._rgb, rgb)
             if feats is not None:
-                running_mean(self._embedding, feats[merged])
-            self._count[uniq] = old + k
-            self._last_seen[uniq] = step
-            self._observer[uniq] = center
-            if self._grid is not None:
-                self._grid.move(uniq.cpu().numpy(), self._pos[uniq].detach().cpu().numpy())
+                running_mean(self._embedding, feats)
+            _put(self._count, uniq, old + k)
+            _put(self._last_seen, uniq, step)
+            _put(self._observer, uniq, center)
 
         # -- append the rest
-        add = ~merged
-        num_added = m - num_merged
+        new_pos = None
         if num_added:
             n0 = self._n
             self._reserve(n0 + num_added)
             n1 = n0 + num_added
-            new_pos = pts[add] if num_merged else pts
-            self._pos[n0:n1] = new_pos
-            self._rgb[n0:n1] = (rgb[add] if num_merged else rgb) if rgb is not None else _DEFAULT_COLOR
-            self._observer[n0:n1] = center
-            self._count[n0:n1] = 1
-            self._last_seen[n0:n1] = step
+
+            def rows(a: np.ndarray) -> np.ndarray:
+                return np.take(a, src_added, axis=0) if num_merged else a
+
+            new_pos = rows(pts_np)
+            _put(self._pos, slice(n0, n1), new_pos)
+            _put(self._rgb, slice(n0, n1), rows(rgb) if rgb is not None else _DEFAULT_COLOR)
+            _put(self._observer, slice(n0, n1), center)
+            _put(self._count, slice(n0, n1), 1)
+            _put(self._last_seen, slice(n0, n1), step)
             if feats is not None:
-                self._embedding[n0:n1] = feats[add] if num_merged else feats
+                _put(self._embedding, slice(n0, n1), rows(feats))
             self._n = n1
-            if self._grid is not None:
-                self._grid.append(new_pos.detach().cpu().numpy())
+        if grid is not None:
+            grid.update(moved_idx, moved_pos, new_pos)
         num_evicted = self._evict_past_capacity()
         self._changed()
         return {
@@ -555,8 +567,8 @@ class GlobalGeometricMemory(nn.Module):
         if excess <= 0:
             return 0
         last = self.last_seen
-        order = torch.sort(last, stable=True).indices
-        boundary = last[order[excess - 1]]
+        # the step of the excess-th oldest point, from a histogram of the steps (no sort)
+        boundary = int(torch.searchsorted(torch.bincount(last).cumsum(0), excess))
         older = last < boundary
         same = torch.nonzero(last == boundary).squeeze(1)
         rem = excess - int(older.sum())
@@ -571,7 +583,8 @@ class GlobalGeometricMemory(nn.Module):
             buf = getattr(self, name)
             buf[: keep.shape[0]] = buf[keep]
         self._n = int(keep.shape[0])
-        self._grid = None
+        if self._grid is not None:
+            self._grid.compact(keep.cpu().numpy())
         return excess
 
 
@@ -597,12 +610,26 @@ def _weighted_rows(weights: torch.Tensor, index: torch.Tensor, table: torch.Tens
     ])
 
 
-def _unique_counts(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sorted unique ``values`` (1-D int64), the inverse map and the multiplicities (numpy on CPU: faster)."""
-    if values.device.type == "cpu":
-        uniq, inv, k = np.unique(values.numpy(), return_inverse=True, return_counts=True)
-        return torch.from_numpy(uniq), torch.from_numpy(inv.reshape(-1)), torch.from_numpy(k)
-    return torch.unique(values, return_inverse=True, return_counts=True)
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A float32 CPU numpy array of ``t`` (a view where ``t`` already is one)."""
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def _take(buf: torch.Tensor, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``buf`` as a CPU numpy array."""
+    if buf.device.type == "cpu":
+        return np.take(buf.detach().numpy(), index, axis=0)
+    return buf.detach().index_select(0, torch.from_numpy(index).to(buf.device)).cpu().numpy()
+
+
+def _put(buf: torch.Tensor, index: np.ndarray | slice, values: np.ndarray | float) -> None:
+    """``buf[index] = values`` in place (rows ``index``: an index array or a slice)."""
+    if buf.device.type == "cpu":
+        buf.detach().numpy()[index] = values
+        return
+    if isinstance(index, np.ndarray):
+        index = torch.from_numpy(index).to(buf.device)
+    buf[index] = torch.as_tensor(values, dtype=buf.dtype).to(buf.device) if isinstance(values, np.ndarray) else values
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,22 @@
 """Incremental voxel hash for the merge lookup of the global geometric memory.
 
-A growing point set is bucketed into cubic cells of side ``cell_size``. An open-addressing hash
-table (linear probing) maps a cell key to the head of a linked list of *records*; a record names
-one point. Appending points and moving points to other cells are O(points touched), so the merge
-lookup of :meth:`GlobalGeometricMemory.update` never rebuilds a tree over the whole memory.
+A growing, moving point set is bucketed into cubic cells of side ``cell_size``:
 
-A point that moves to another cell gets a new record; its old record goes stale and is skipped
-(it still names a valid point, whose true distance is checked, so stale records cost time, never
-correctness). Records are rebuilt when stale ones outnumber live points.
+* an open-addressing hash table (linear probing, load <= 1/3) maps a packed cell key to a dense
+  cell id;
+* *records* (one per point, naming the point) are kept sorted by cell id, with CSR offsets
+  ``start[cell] .. start[cell + 1]``, so the candidates of a cell are one contiguous run.
 
-:meth:`VoxelHashGrid.nearest_within` is exact for any ``radius <= cell_size / 2``: the ball
-around a query then lies inside the 2x2x2 block of cells nearest to it.
+Appending points, moving points and dropping points (eviction) merge a batch of new records into
+the sorted ones: a stable sort of ``[sorted records | batch]`` is one timsort merge, O(N + B log B),
+so the merge lookup of :meth:`GlobalGeometricMemory.update` never rebuilds a tree over the memory.
+
+A point that moves to another cell gets a new record; its old record goes *stale*. A stale record
+still names a valid point whose true distance is checked, so stale records cost time, never
+correctness; they are dropped when they pass a quarter of the records.
+
+:meth:`VoxelHashGrid.nearest_within` is exact for any ``radius <= cell_size / 2``: the ball around
+a query then lies inside the 2x2x2 block of cells nearest to it.
 """
 
 from __future__ import annotations
@@ -19,21 +25,19 @@ import numpy as np
 
 __all__ = ["VoxelHashGrid"]
 
-_EMPTY = np.int64(-1)
+_EMPTY = np.int64(-1)  # packed keys are non-negative, so -1 marks an empty slot
 _BITS = 21  # bits per axis in a packed cell key (keys alias beyond +-2^20 cells: only extra candidates)
 _AXIS_MASK = np.int64((1 << _BITS) - 1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MAX_LOAD = 3  # the table holds at most 1/_MAX_LOAD as many cells as slots
+_LOW32 = np.uint64(0xFFFFFFFF)
 
-
-def _grow(arr: np.ndarray, size: int, fill: int | float | None = None) -> np.ndarray:
-    """``arr`` with its first axis at least ``size`` (capacity doubles), contents kept."""
-    if arr.shape[0] >= size:
+def _grow(arr: np.ndarray, size: int) -> np.ndarray:
+    """``arr`` with its last axis at least ``size`` (capacity doubles), contents kept."""
+    if arr.shape[-1] >= size:
         return arr
-    cap = max(size, 2 * arr.shape[0], 1024)
-    out = np.empty((cap,) + arr.shape[1:], dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    if fill is not None:
-        out[arr.shape[0] :] = fill
+    out = np.empty(arr.shape[:-1] + (max(size, 2 * arr.shape[-1], 1024),), dtype=arr.dtype)
+    out[..., : arr.shape[-1]] = arr
     return out
 
 
@@ -43,7 +47,8 @@ class VoxelHashGrid:
     Args:
         cell_size: cell side in scene units (> 0).
 
-    Point ``i`` is the ``i``-th point appended (indices are stable until :meth:`build`).
+    Point ``i`` is the ``i``-th point appended; indices are stable until :meth:`build` or
+    :meth:`compact`.
     """
 
     def __init__(self, cell_size: float) -> None:
@@ -61,52 +66,81 @@ class VoxelHashGrid:
         """Replace the point set by ``points`` (N, 3)."""
         points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         n = points.shape[0]
-        self._n = 0
+        self._n = n
         self._xyz = np.empty((3, max(n, 1024)), np.float32)  # structure of arrays: fast gathers
-        self._key = np.empty(max(n, 1024), np.int64)  # current cell key per point
-        self._rec_point = np.empty(max(n, 1024), np.int32)
-        self._rec_next = np.empty(max(n, 1024), np.int32)
-        self._num_recs = 0
+        self._xyz[:, :n] = points.T
+        keys = self._keys(points)
+        ckey, cell = np.unique(keys, return_inverse=True)
+        self._ncells = ckey.shape[0]
+        self._ckey = _grow(ckey, 1024)  # key of each cell id
+        self._cell = _grow(cell.reshape(-1).astype(np.int32), 1024)  # cell id of each point
+        self._alloc_table(self._ncells)
+        self._insert_unique(ckey, np.arange(self._ncells, dtype=np.int32))
+        order = np.argsort(self._cell[:n], kind="stable")
+        self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
+        self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
         self._num_stale = 0
-        self._alloc_table(max(2 * n, 1024))
-        if n:
-            self.append(points)
+        self._set_offsets()
 
     def append(self, points: np.ndarray) -> None:
         """Add ``points`` (P, 3) as indices ``num_points .. num_points + P - 1``."""
-        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-        p = points.shape[0]
-        if p == 0:
-            return
-        n0, n1 = self._n, self._n + p
-        if self._xyz.shape[1] < n1:
-            xyz = np.empty((3, max(n1, 2 * self._xyz.shape[1])), np.float32)
-            xyz[:, :n0] = self._xyz[:, :n0]
-            self._xyz = xyz
-        self._key = _grow(self._key, n1)
-        self._xyz[:, n0:n1] = points.T
-        keys = self._keys(points)
-        self._key[n0:n1] = keys
-        self._n = n1
-        self._add_records(np.arange(n0, n1, dtype=np.int32), keys)
+        self.update(append_points=points)
 
     def move(self, indices: np.ndarray, points: np.ndarray) -> None:
         """Set the positions of points ``indices`` (K,) to ``points`` (K, 3) (indices unique)."""
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size == 0:
+        self.update(indices, points)
+
+    def update(
+        self,
+        move_indices: np.ndarray | None = None,
+        move_points: np.ndarray | None = None,
+        append_points: np.ndarray | None = None,
+    ) -> None:
+        """Move points ``move_indices`` (K,) (unique) to ``move_points`` (K, 3), then append
+        ``append_points`` (P, 3) as indices ``num_points ..``; one record merge for both."""
+        idx = np.zeros(0, np.int64) if move_indices is None else np.asarray(move_indices, np.int64).reshape(-1)
+        mov = np.zeros((0, 3), np.float32) if move_points is None else np.asarray(move_points, np.float32).reshape(-1, 3)
+        app = np.zeros((0, 3), np.float32) if append_points is None else np.asarray(append_points, np.float32).reshape(-1, 3)
+        if idx.shape[0] != mov.shape[0]:
+            raise ValueError(f"move_points must have {idx.shape[0]} rows, got {mov.shape[0]}")
+        k, p = idx.shape[0], app.shape[0]
+        if k + p == 0:
             return
-        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-        self._xyz[:, indices] = points.T
-        keys = self._keys(points)
-        changed = keys != self._key[indices]
-        if changed.any():
-            idx = indices[changed]
-            self._key[idx] = keys[changed]
-            self._num_stale += int(idx.size)
-            if self._num_stale > max(self._n, 1024):
-                self._rebuild_records()
-            else:
-                self._add_records(idx.astype(np.int32), keys[changed])
+        n0, n1 = self._n, self._n + p
+        self._xyz = _grow(self._xyz, n1)
+        self._cell = _grow(self._cell, n1)
+        self._xyz[:, idx] = mov.T
+        self._xyz[:, n0:n1] = app.T
+        keys = self._keys(np.concatenate([mov, app]) if k and p else (mov if k else app))
+        cells = np.empty(k + p, np.int32)
+        cells[:k] = self._cell[idx]
+        look = np.flatnonzero(self._ckey[cells[:k]] != keys[:k])  # moved to another cell
+        look = np.concatenate([look, np.arange(k, k + p)])
+        cells[look] = self._find_or_insert(keys[look])
+        changed = np.flatnonzero(cells[:k] != self._cell[idx])
+        self._num_stale += changed.shape[0]
+        self._cell[idx] = cells[:k]
+        self._cell[n0:n1] = cells[k:]
+        self._n = n1
+        new_pt = np.concatenate([idx[changed].astype(np.int32), np.arange(n0, n1, dtype=np.int32)])
+        self._add_records(new_pt, np.concatenate([cells[:k][changed], cells[k:]]))
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Keep only points ``keep`` (K,) (ascending), renumbered ``0 .. K - 1`` in that order."""
+        keep = np.asarray(keep, np.int64).reshape(-1)
+        new_id = np.full(self._n, -1, np.int32)
+        new_id[keep] = np.arange(keep.shape[0], dtype=np.int32)
+        live = self._cell[self._rpt] == self._rcell  # drops stale records too
+        rpt = new_id[self._rpt]
+        live &= rpt >= 0
+        self._rpt, self._rcell = rpt[live], self._rcell[live]
+        self._xyz = np.ascontiguousarray(self._xyz[:, keep])
+        self._cell = self._cell[keep]
+        self._n = keep.shape[0]
+        self._num_stale = 0
+        self._set_offsets()
+        if self._ncells > 1024 and self._ncells > 4 * max(int(np.count_nonzero(np.diff(self._start))), 1):
+            self.build(self._xyz[:, : self._n].T)  # mostly empty cells: renumber
 
     def nearest_within(self, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """Nearest stored point of each query if it lies within ``radius``.
@@ -115,7 +149,8 @@ class VoxelHashGrid:
             queries: (M, 3) points.
             radius: search radius, at most ``cell_size / 2``.
         Returns:
-            index: (M,) int64 nearest point index, -1 where none is within ``radius``.
+            index: (M,) int64 nearest point index, -1 where none is within ``radius`` (ties: the
+                smallest index).
             distance: (M,) float32 its distance (inf where index is -1).
         """
         if radius > 0.5 * self.cell_size:
@@ -126,141 +161,157 @@ class VoxelHashGrid:
         dist = np.full(m, np.inf, np.float32)
         if m == 0 or self._n == 0:
             return index, dist
-        f = q.astype(np.float64) / self.cell_size
+        # the 8 cells of the 2x2x2 block nearest to each query, as packed keys, less the cells
+        # farther than radius from the query (their boxes; a margin keeps float32 ties in)
+        f = q.astype(np.float64) * (1.0 / self.cell_size)
         cell = np.floor(f)
-        side = np.where(f - cell < 0.5, -1, 1).astype(np.int64)
+        frac = f - cell
+        low = frac < 0.5
+        gap = np.where(low, frac, 1.0 - frac)  # to the neighbouring cell's face, in cells
         cell = cell.astype(np.int64)
+        near, far = [], []
+        for a in range(3):
+            shift = _BITS * (2 - a)
+            near.append((cell[:, a] & _AXIS_MASK) << shift)
+            far.append(((cell[:, a] + np.where(low[:, a], -1, 1)) & _AXIS_MASK) << shift)
+        gap *= gap
+        limit = (1.0 + 1e-5) * (radius / self.cell_size) ** 2
         keys = np.empty((m, 8), np.int64)
+        need = np.empty((m, 8), bool)
         for c in range(8):
-            dx, dy, dz = (c >> 2) & 1, (c >> 1) & 1, c & 1
-            keys[:, c] = self._pack(cell[:, 0] + dx * side[:, 0], cell[:, 1] + dy * side[:, 1],
-                                    cell[:, 2] + dz * side[:, 2])
-        slots = self._lookup(keys.reshape(-1))
-        best_d2 = np.full(m * 8, np.inf, np.float32)
-        best_p = np.full(m * 8, -1, np.int64)
-        pair = np.flatnonzero(slots >= 0)
-        rec = self._head[slots[pair]]
-        keep = rec >= 0
-        pair, rec = pair[keep], rec[keep]
-        qx, qy, qz = q[:, 0], q[:, 1], q[:, 2]
-        x, y, z = self._xyz[0], self._xyz[1], self._xyz[2]
-        while pair.size:
-            pt = self._rec_point[rec]
-            qi = pair >> 3
-            d2 = (x[pt] - qx[qi]) ** 2 + (y[pt] - qy[qi]) ** 2 + (z[pt] - qz[qi]) ** 2
-            better = d2 < best_d2[pair]
-            best_d2[pair[better]] = d2[better]
-            best_p[pair[better]] = pt[better]
-            rec = self._rec_next[rec]
-            keep = rec >= 0
-            pair, rec = pair[keep], rec[keep]
-        best_d2 = best_d2.reshape(m, 8)
-        col = best_d2.argmin(axis=1)
-        d2 = best_d2[np.arange(m), col]
-        hit = d2 <= np.float32(radius) ** 2
-        index[hit] = best_p.reshape(m, 8)[np.arange(m), col][hit]
-        dist[hit] = np.sqrt(d2[hit])
+            axes = [a for a in range(3) if c & (4 >> a)]
+            keys[:, c] = (far[0] if 0 in axes else near[0]) | (far[1] if 1 in axes else near[1])
+            keys[:, c] |= far[2] if 2 in axes else near[2]
+            need[:, c] = (sum((gap[:, a] for a in axes[1:]), gap[:, axes[0]]) <= limit) if axes else True
+        pair = np.flatnonzero(need)  # query * 8 + corner
+        qp = pair >> 3
+        keys = keys.reshape(-1)[pair]
+        cid = self._lookup(keys)
+        found = np.flatnonzero(cid >= 0)
+        cid, qp = cid[found], qp[found]
+        first = self._start[cid]
+        count = self._start[cid + 1] - first
+        # candidates: every record of every found cell, grouped by query (pairs are query-major)
+        total = int(count.sum())
+        if total == 0:
+            return index, dist
+        rec = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(total)
+        pt = self._rpt[rec]
+        qi = np.repeat(qp, count)
+        d2 = np.zeros(total, np.float32)
+        for a in range(3):
+            diff = np.take(self._xyz[a], pt) - np.take(np.ascontiguousarray(q[:, a]), qi)
+            diff *= diff
+            d2 += diff
+        within = np.flatnonzero(d2 <= np.float32(radius) ** 2)
+        if within.size == 0:
+            return index, dist
+        # per query, the smallest (squared distance, point) packed into one uint64: bits of a
+        # non-negative float32 order like the float
+        packed = (d2[within].view(np.uint32).astype(np.uint64) << np.uint64(32)) | pt[within].astype(np.uint64)
+        qw = qi[within]
+        head = np.flatnonzero(np.concatenate([[True], qw[1:] != qw[:-1]]))
+        best = np.minimum.reduceat(packed, head)
+        hit = qw[head]
+        index[hit] = (best & _LOW32).astype(np.int64)
+        dist[hit] = np.sqrt((best >> np.uint64(32)).astype(np.uint32).view(np.float32))
         return index, dist
 
     # ------------------------------------------------------------------ cells and keys
-    def _pack(self, ix: np.ndarray, iy: np.ndarray, iz: np.ndarray) -> np.ndarray:
-        return ((ix & _AXIS_MASK) << (2 * _BITS)) | ((iy & _AXIS_MASK) << _BITS) | (iz & _AXIS_MASK)
-
     def _keys(self, points: np.ndarray) -> np.ndarray:
         cell = np.floor(points.astype(np.float64) / self.cell_size).astype(np.int64)
-        return self._pack(cell[:, 0], cell[:, 1], cell[:, 2])
+        return ((cell[:, 0] & _AXIS_MASK) << (2 * _BITS)) | ((cell[:, 1] & _AXIS_MASK) << _BITS) | (cell[:, 2] & _AXIS_MASK)
+
+    # ------------------------------------------------------------------ records
+    def _set_offsets(self) -> None:
+        self._start = np.zeros(self._ncells + 1, np.int64)
+        np.cumsum(np.bincount(self._rcell, minlength=self._ncells), out=self._start[1:])
+
+    def _add_records(self, points: np.ndarray, cells: np.ndarray) -> None:
+        """Merge records for ``points`` (P,) int32 in ``cells`` (P,) int32 into the sorted ones.
+
+        Callers update ``_cell`` and ``_n`` first: past the stale limit every record is rebuilt
+        from ``_cell`` instead (which covers ``points`` too and drops duplicates).
+        """
+        if 4 * self._num_stale > self._rcell.shape[0]:  # fresh records: one per point
+            order = np.argsort(self._cell[: self._n], kind="stable")
+            self._rpt, self._rcell = order.astype(np.int32), self._cell[: self._n][order]
+            self._num_stale = 0
+        else:
+            all_cell = np.concatenate([self._rcell, cells])
+            order = np.argsort(all_cell, kind="stable")  # timsort: the sorted run + the batch, merged
+            self._rcell = all_cell[order]
+            self._rpt = np.concatenate([self._rpt, points])[order]
+        self._set_offsets()
 
     # ------------------------------------------------------------------ hash table
-    def _alloc_table(self, min_slots: int) -> None:
-        size = 1 << max(10, int(np.ceil(np.log2(max(min_slots, 2)))))
+    def _alloc_table(self, cells: int) -> None:
+        """Empty table sized for ``cells`` at a third of the maximum load.
+
+        Slot ``s`` holds ``(key, cell id)`` in ``_table[s]``; gathers read both halves of a slot
+        at once through a 16-byte view (one cache line instead of two).
+        """
+        size = 1 << max(10, int(np.ceil(np.log2(max(3 * _MAX_LOAD * cells, 2)))))
         self._table_bits = int(np.log2(size))
-        self._table_key = np.full(size, _EMPTY, np.int64)
-        self._head = np.full(size, -1, np.int32)
-        self._num_cells = 0
+        self._table = np.full((size, 2), _EMPTY, np.int64)
+
+    def _slots(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, cell ids) stored in slots ``slot``, gathered in one pass."""
+        rows = np.take(self._table.view(np.complex128).reshape(-1), slot).view(np.int64).reshape(-1, 2)
+        return rows[:, 0], rows[:, 1]
 
     def _hash(self, keys: np.ndarray) -> np.ndarray:
         h = keys.view(np.uint64) * _GOLDEN
-        return (h >> np.uint64(64 - self._table_bits)).astype(np.int64)
+        return (h >> np.uint64(64 - self._table_bits)).view(np.int64)
 
     def _lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Slot of each key, -1 where absent."""
+        """Cell id (int64) of each key, -1 where absent."""
         mask = (1 << self._table_bits) - 1
         slot = self._hash(keys)
-        tk = self._table_key[slot]
+        tk, out = self._slots(slot)
         hit = tk == keys
-        out = np.where(hit, slot, -1)
+        out = np.where(hit, out, -1)
         active = np.flatnonzero(~hit & (tk != _EMPTY))  # collided: probe on
         slot = slot[active]
         while active.size:
             slot = (slot + 1) & mask
-            tk = self._table_key[slot]
-            k = keys[active]
-            hit = tk == k
-            out[active[hit]] = slot[hit]
+            tk, cell = self._slots(slot)
+            hit = tk == keys[active]
+            out[active[hit]] = cell[hit]
             go_on = ~hit & (tk != _EMPTY)
             active, slot = active[go_on], slot[go_on]
         return out
 
-    def _find_or_insert(self, keys: np.ndarray) -> np.ndarray:
-        """Slot of each key, claiming empty slots for new keys (duplicates in ``keys`` share one)."""
+    def _insert_unique(self, keys: np.ndarray, cells: np.ndarray) -> None:
+        """Insert distinct ``keys`` (absent from the table) with cell ids ``cells``."""
         mask = (1 << self._table_bits) - 1
+        table_key, table_cell = self._table[:, 0], self._table[:, 1]
         slot = self._hash(keys)
-        out = np.full(keys.shape[0], -1, np.int64)
         active = np.arange(keys.shape[0])
         while active.size:
             s = slot[active]
-            k = keys[active]
-            tk = self._table_key[s]
-            empty = tk == _EMPTY
-            if empty.any():  # claim: last write wins; every entry of the winning key reads it back
-                self._table_key[s[empty]] = k[empty]
-                tk = self._table_key[s]
-                self._num_cells += int(np.unique(s[empty & (tk == k)]).size)
-            hit = tk == k
-            out[active[hit]] = s[hit]
-            active = active[~hit]
-            slot[active] = (s[~hit] + 1) & mask
-        return out
+            empty = table_key[s] == _EMPTY
+            # claim empty slots: last write wins, the losers read back another key and probe on
+            table_key[s[empty]] = keys[active[empty]]
+            won = empty & (table_key[s] == keys[active])
+            table_cell[s[won]] = cells[active[won]]
+            active = active[~won]
+            slot[active] = (slot[active] + 1) & mask
 
-    def _rebuild_records(self) -> None:
-        """Fresh table and one record per point from the current keys (drops stale records)."""
-        n = self._n
-        if self._table_key.shape[0] < 2 * n:
-            self._alloc_table(2 * n)
-        else:
-            self._table_key.fill(_EMPTY)
-            self._head.fill(-1)
-            self._num_cells = 0
-        self._num_recs = 0
-        self._num_stale = 0
-        if n:
-            self._add_records(np.arange(n, dtype=np.int32), self._key[:n])
-
-    def _add_records(self, points: np.ndarray, keys: np.ndarray) -> None:
-        """New records for ``points`` (P,) in the cells ``keys`` (P,), prepended to their lists.
-
-        Callers update ``_key`` / ``_n`` first: when the table would pass half load, everything is
-        rebuilt from the current keys instead (which covers ``points`` too).
-        """
-        if 2 * (self._num_cells + keys.shape[0]) > self._table_key.shape[0]:
-            self._alloc_table(2 * max(self._n, self._num_cells + keys.shape[0]))
-            self._rebuild_records()
-            return
-        slots = self._find_or_insert(keys)
-        r0, r1 = self._num_recs, self._num_recs + points.shape[0]
-        self._rec_point = _grow(self._rec_point, r1)
-        self._rec_next = _grow(self._rec_next, r1)
-        recs = np.arange(r0, r1, dtype=np.int32)
-        self._rec_point[r0:r1] = points
-        self._num_recs = r1
-        order = np.argsort(slots, kind="stable")
-        s, r = slots[order], recs[order]
-        last = np.ones(s.shape[0], bool)
-        last[:-1] = s[1:] != s[:-1]
-        first = np.ones(s.shape[0], bool)
-        first[1:] = last[:-1]
-        nxt = np.empty(s.shape[0], np.int32)
-        nxt[:-1] = r[1:]
-        nxt[last] = self._head[s[last]]
-        self._rec_next[r] = nxt
-        self._head[s[first]] = r[first]
+    def _find_or_insert(self, keys: np.ndarray) -> np.ndarray:
+        """Cell id (int32) of each key, new ids for new keys (equal keys share one)."""
+        cid = self._lookup(keys)
+        miss = np.flatnonzero(cid < 0)
+        if miss.size:
+            new_keys, inv = np.unique(keys[miss], return_inverse=True)
+            ids = np.arange(self._ncells, self._ncells + new_keys.shape[0], dtype=np.int32)
+            self._ckey = _grow(self._ckey, self._ncells + new_keys.shape[0])
+            self._ckey[ids] = new_keys
+            self._ncells += new_keys.shape[0]
+            if _MAX_LOAD * self._ncells > self._table.shape[0]:  # rehash every cell
+                self._alloc_table(self._ncells)
+                self._insert_unique(self._ckey[: self._ncells], np.arange(self._ncells, dtype=np.int32))
+            else:
+                self._insert_unique(new_keys, ids)
+            cid[miss] = ids[inv.reshape(-1)]
+        return cid.astype(np.int32)
