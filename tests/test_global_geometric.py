@@ -156,6 +156,96 @@ def test_voxel_hash_matches_kdtree_after_appends_and_moves():
         grid.nearest_within(q, 0.06)
 
 
+def test_voxel_hash_batch_update_and_compact_match_kdtree():
+    rng = np.random.default_rng(1)
+    pts = rng.random((2000, 3)).astype(np.float32)
+    grid = VoxelHashGrid(0.1)
+    grid.build(pts)
+    for _ in range(6):  # moves (many across cells, some back and forth) and appends in one merge
+        moved = np.sort(rng.choice(pts.shape[0], 400, replace=False))
+        pts[moved] += rng.normal(0, 0.08, (400, 3)).astype(np.float32)
+        extra = rng.random((300, 3)).astype(np.float32)
+        grid.update(moved, pts[moved], extra)
+        pts = np.concatenate([pts, extra])
+    keep = np.sort(rng.choice(pts.shape[0], 1500, replace=False))
+    grid.compact(keep)
+    pts = pts[keep]
+    assert grid.num_points == 1500
+    q = rng.random((5000, 3)).astype(np.float32)
+    idx, dist = grid.nearest_within(q, 0.05)
+    d_ref, i_ref = cKDTree(pts).query(q, k=1)
+    np.testing.assert_array_equal(idx, np.where(d_ref <= 0.05, i_ref, -1))
+    assert (idx >= 0).sum() > 500
+    np.testing.assert_allclose(dist[idx >= 0], d_ref[idx >= 0], rtol=1e-5)
+    assert np.isinf(dist[idx < 0]).all()
+
+
+def test_voxel_hash_ties_pick_the_smallest_index_and_handle_negative_cells():
+    grid = VoxelHashGrid(0.1)
+    # points 1 and 2 are equally far from the query (mirror images), across a cell face at x = 0
+    grid.build(np.array([[5.0, 5, 5], [-0.03, -0.2, -0.31], [0.03, -0.2, -0.31]], np.float32))
+    idx, dist = grid.nearest_within(np.array([[0.0, -0.2, -0.31], [0.0, -0.2, -0.25]], np.float32), 0.05)
+    assert idx.tolist() == [1, -1]
+    np.testing.assert_allclose(dist[0], 0.03, rtol=1e-5)
+
+
+def _reference_updates(stored, batches, thr):
+    """Plain merge rule: nearest stored point (cKDTree) within thr -> running mean, else append."""
+    pos, cnt = stored.astype(np.float64), np.ones(len(stored), np.int64)
+    for new in batches:
+        d, i = cKDTree(pos).query(new, k=1)
+        hit = d <= thr
+        sums = np.zeros_like(pos)
+        k = np.bincount(i[hit], minlength=len(pos))
+        np.add.at(sums, i[hit], new[hit])
+        touched = k > 0
+        pos[touched] = (pos[touched] * cnt[touched, None] + sums[touched]) / (cnt + k)[touched, None]
+        cnt = cnt + k
+        pos = np.concatenate([pos, new[~hit]])
+        cnt = np.concatenate([cnt, np.ones((~hit).sum(), np.int64)])
+    return pos, cnt
+
+
+def test_many_updates_match_a_kdtree_reference():
+    rng = np.random.default_rng(2)
+    thr = 0.02
+    stored = rng.random((3000, 3)) * [1.0, 1.0, 0.1]
+    batches = []
+    for _ in range(8):
+        pick = rng.choice(len(stored), 300, replace=False)
+        near = stored[pick] + rng.normal(0, 0.008, (300, 3))  # mostly re-observations
+        far = rng.random((200, 3)) * [1.0, 1.0, 0.1] + [0, 0, 0.5]
+        batches.append(np.concatenate([near, far]))
+        stored = np.concatenate([stored, far])  # later batches re-observe new points too
+    stored = stored[:3000]
+    pos_ref, cnt_ref = _reference_updates(stored, batches, thr)
+    g = small(max_points=100000)
+    g.initialize(torch.tensor(stored, dtype=torch.float32))
+    for b in batches:
+        g.update(torch.tensor(b, dtype=torch.float32), EYE, merge_threshold=thr)
+    assert g.num_points == len(pos_ref)
+    assert g.observation_counts.tolist() == cnt_ref.tolist()
+    assert (cnt_ref > 2).sum() > 100
+    np.testing.assert_allclose(g.point_cloud.numpy(), pos_ref, atol=1e-5)
+
+
+def test_merge_lookup_stays_exact_through_evictions():
+    rng = np.random.default_rng(3)
+    g = small(max_points=2000)
+    g.initialize(torch.tensor(rng.random((2000, 3)), dtype=torch.float32))
+    for step in range(6):  # each update re-observes some points and adds new ones: evictions
+        cur = g.point_cloud.numpy()
+        new = np.concatenate([cur[rng.choice(len(cur), 300)] + rng.normal(0, 0.01, (300, 3)),
+                              rng.random((400, 3)) + [0, 0, step + 1.0]])
+        out = g.update(torch.tensor(new, dtype=torch.float32), EYE, merge_threshold=0.02)
+        assert out["num_evicted"] > 0 and g.num_points == 2000
+    probe = g.point_cloud.numpy()[rng.choice(2000, 500)] + rng.normal(0, 0.015, (500, 3))
+    probe = np.concatenate([probe, rng.random((500, 3)) * 7]).astype(np.float32)
+    d, _ = cKDTree(g.point_cloud.numpy()).query(probe, k=1)
+    out = g.update(torch.tensor(probe), EYE, merge_threshold=0.02)
+    assert out["num_merged"] == int((d <= 0.02).sum()) > 200
+
+
 # ----------------------------------------------------------------------------- update policy
 @pytest.mark.parametrize(
     "freq, frame, clip", [("per_frame", True, False), ("per_step", False, True), ("manual", False, False)]
