@@ -167,9 +167,12 @@ def test_voxel_hash_batch_update_and_compact_match_kdtree():
         extra = rng.random((300, 3)).astype(np.float32)
         grid.update(moved, pts[moved], extra)
         pts = np.concatenate([pts, extra])
-    keep = np.sort(rng.choice(pts.shape[0], 1500, replace=False))
+    keep = np.zeros(pts.shape[0], bool)
+    keep[rng.choice(pts.shape[0], 1500, replace=False)] = True
     grid.compact(keep)
     pts = pts[keep]
+    with pytest.raises(ValueError, match="keep"):
+        grid.compact(np.ones(3, bool))
     assert grid.num_points == 1500
     q = rng.random((5000, 3)).astype(np.float32)
     idx, dist = grid.nearest_within(q, 0.05)

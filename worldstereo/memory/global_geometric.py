@@ -566,25 +566,30 @@ class GlobalGeometricMemory(nn.Module):
         excess = self._n - self.max_points
         if excess <= 0:
             return 0
-        last = self.last_seen
+        last = self.last_seen.detach().cpu().numpy()
         # the step of the excess-th oldest point, from a histogram of the steps (no sort)
-        boundary = int(torch.searchsorted(torch.bincount(last).cumsum(0), excess))
-        older = last < boundary
-        same = torch.nonzero(last == boundary).squeeze(1)
-        rem = excess - int(older.sum())
-        drop = older.clone()
-        pick = torch.linspace(0, same.shape[0] - 1, rem, device=last.device).round().long()
-        drop[same[pick]] = True
-        keep = torch.nonzero(~drop).squeeze(1)
+        boundary = int(np.searchsorted(np.cumsum(np.bincount(last)), excess))
+        keep = last > boundary
+        same = np.flatnonzero(last == boundary)
+        rem = excess - int(np.count_nonzero(last < boundary))
+        pick = torch.linspace(0, same.shape[0] - 1, rem).round().long().numpy()  # evenly spaced among ties
+        keep |= last == boundary
+        keep[same[pick]] = False
+        kept = int(self._n - excess)
+        index = None if self._pos.device.type == "cpu" else torch.from_numpy(np.flatnonzero(keep)).to(self._pos.device)
         explicit = bool(self._explicit_embedding)
         for name in _STATE:
             if name == "_embedding" and not explicit:
                 continue
             buf = getattr(self, name)
-            buf[: keep.shape[0]] = buf[keep]
-        self._n = int(keep.shape[0])
+            if index is None:  # stable compaction in numpy (much faster than torch on a busy CPU)
+                rows = buf.detach().numpy()
+                rows[:kept] = np.compress(keep, rows[: self._n], axis=0)
+            else:
+                buf[:kept] = buf.index_select(0, index)
+        self._n = kept
         if self._grid is not None:
-            self._grid.compact(keep.cpu().numpy())
+            self._grid.compact(keep)
         return excess
 
 

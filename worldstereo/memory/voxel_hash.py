@@ -80,6 +80,7 @@ class VoxelHashGrid:
         self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
         self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
         self._num_stale = 0
+        self._compactions = 0
         self._set_offsets()
 
     def append(self, points: np.ndarray) -> None:
@@ -126,21 +127,23 @@ class VoxelHashGrid:
         self._add_records(new_pt, np.concatenate([cells[:k][changed], cells[k:]]))
 
     def compact(self, keep: np.ndarray) -> None:
-        """Keep only points ``keep`` (K,) (ascending), renumbered ``0 .. K - 1`` in that order."""
-        keep = np.asarray(keep, np.int64).reshape(-1)
-        new_id = np.full(self._n, -1, np.int32)
-        new_id[keep] = np.arange(keep.shape[0], dtype=np.int32)
-        live = self._cell[self._rpt] == self._rcell  # drops stale records too
-        rpt = new_id[self._rpt]
-        live &= rpt >= 0
-        self._rpt, self._rcell = rpt[live], self._rcell[live]
-        self._xyz = np.ascontiguousarray(self._xyz[:, keep])
-        self._cell = self._cell[keep]
-        self._n = keep.shape[0]
-        self._num_stale = 0
+        """Keep the points where ``keep`` (N,) bool is True, renumbered ``0 .. K - 1`` in order."""
+        keep = np.asarray(keep, bool).reshape(-1)
+        if keep.shape[0] != self._n:
+            raise ValueError(f"keep must have {self._n} entries, got {keep.shape[0]}")
+        new_id = np.cumsum(keep, dtype=np.int64) - 1
+        new_id[~keep] = -1
+        rpt = np.take(new_id, self._rpt)  # stale records still name valid points: kept
+        live = rpt >= 0
+        self._rpt, self._rcell = rpt[live].astype(np.int32), self._rcell[live]
+        kept = int(np.count_nonzero(keep))
+        self._xyz[:, :kept] = np.compress(keep, self._xyz[:, : self._n], axis=1)  # in place: capacity kept
+        self._cell[:kept] = np.compress(keep, self._cell[: self._n])
+        self._n = kept
         self._set_offsets()
-        if self._ncells > 1024 and self._ncells > 4 * max(int(np.count_nonzero(np.diff(self._start))), 1):
-            self.build(self._xyz[:, : self._n].T)  # mostly empty cells: renumber
+        self._compactions += 1
+        if self._compactions % 64 == 0 and self._ncells > 4 * max(np.count_nonzero(np.diff(self._start)), 256):
+            self.build(self._xyz[:, : self._n].T)  # now mostly empty cells: renumber
 
     def nearest_within(self, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """Nearest stored point of each query if it lies within ``radius``.
