@@ -75,7 +75,7 @@ class VoxelHashGrid:
         self._ckey = _grow(ckey, 1024)  # key of each cell id
         self._cell = _grow(cell.reshape(-1).astype(np.int32), 1024)  # cell id of each point
         self._alloc_table(self._ncells)
-        self._insert_unique(ckey, np.arange(self._ncells, dtype=np.int32))
+        self._insert_unique(ckey, np.arange(self._ncells))
         order = np.argsort(self._cell[:n], kind="stable")
         self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
         self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
@@ -287,34 +287,48 @@ class VoxelHashGrid:
 
     def _insert_unique(self, keys: np.ndarray, cells: np.ndarray) -> None:
         """Insert distinct ``keys`` (absent from the table) with cell ids ``cells``."""
+        self._table[self._claim(keys), 1] = cells
+
+    def _claim(self, keys: np.ndarray) -> np.ndarray:
+        """Slot of each key, writing absent keys into empty slots (equal keys share one slot).
+
+        Equal keys probe the same slots in lockstep; of several keys claiming one empty slot the
+        last write wins and the others read back a different key and probe on.
+        """
         mask = (1 << self._table_bits) - 1
-        table_key, table_cell = self._table[:, 0], self._table[:, 1]
+        table_key = self._table[:, 0]
         slot = self._hash(keys)
         active = np.arange(keys.shape[0])
         while active.size:
             s = slot[active]
+            k = keys[active]
             empty = table_key[s] == _EMPTY
-            # claim empty slots: last write wins, the losers read back another key and probe on
-            table_key[s[empty]] = keys[active[empty]]
-            won = empty & (table_key[s] == keys[active])
-            table_cell[s[won]] = cells[active[won]]
-            active = active[~won]
+            table_key[s[empty]] = k[empty]
+            done = table_key[s] == k
+            active = active[~done]
             slot[active] = (slot[active] + 1) & mask
+        return slot
 
     def _find_or_insert(self, keys: np.ndarray) -> np.ndarray:
         """Cell id (int32) of each key, new ids for new keys (equal keys share one)."""
         cid = self._lookup(keys)
         miss = np.flatnonzero(cid < 0)
         if miss.size:
-            new_keys, inv = np.unique(keys[miss], return_inverse=True)
-            ids = np.arange(self._ncells, self._ncells + new_keys.shape[0], dtype=np.int32)
-            self._ckey = _grow(self._ckey, self._ncells + new_keys.shape[0])
-            self._ckey[ids] = new_keys
-            self._ncells += new_keys.shape[0]
-            if _MAX_LOAD * self._ncells > self._table.shape[0]:  # rehash every cell
-                self._alloc_table(self._ncells)
-                self._insert_unique(self._ckey[: self._ncells], np.arange(self._ncells, dtype=np.int32))
-            else:
-                self._insert_unique(new_keys, ids)
-            cid[miss] = ids[inv.reshape(-1)]
+            if _MAX_LOAD * (self._ncells + miss.size) > self._table.shape[0]:  # rehash every cell
+                self._alloc_table(self._ncells + miss.size)
+                self._insert_unique(self._ckey[: self._ncells], np.arange(self._ncells))
+            slot = self._claim(keys[miss])
+            # dense ids without sorting: each slot's last writer represents its key
+            table_cell = self._table[:, 1]
+            table_cell[slot] = np.arange(miss.size)
+            rep = table_cell[slot]
+            first = rep == np.arange(miss.size)
+            ids = np.cumsum(first) - 1 + self._ncells
+            new_ids = ids[rep]
+            table_cell[slot] = new_ids
+            count = int(ids[-1]) + 1 - self._ncells
+            self._ckey = _grow(self._ckey, self._ncells + count)
+            self._ckey[self._ncells : self._ncells + count] = keys[miss[first]]
+            self._ncells += count
+            cid[miss] = new_ids
         return cid.astype(np.int32)
