@@ -31,6 +31,8 @@ _AXIS_MASK = np.int64((1 << _BITS) - 1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAX_LOAD = 3  # the table holds at most 1/_MAX_LOAD as many cells as slots
 _LOW32 = np.uint64(0xFFFFFFFF)
+_BLOCK_SHIFT = 3  # occupancy blocks of 8 x 8 x 8 cells
+_OCC_BITS = 22  # hashed block occupancy flags: 4 MB
 
 def _grow(arr: np.ndarray, size: int) -> np.ndarray:
     """``arr`` with its last axis at least ``size`` (capacity doubles), contents kept."""
@@ -76,6 +78,8 @@ class VoxelHashGrid:
         self._cell = _grow(cell.reshape(-1).astype(np.int32), 1024)  # cell id of each point
         self._alloc_table(self._ncells)
         self._insert_unique(ckey, np.arange(self._ncells))
+        self._occupied = np.zeros(1 << _OCC_BITS, np.uint8)
+        self._mark_blocks(ckey)
         order = np.argsort(self._cell[:n], kind="stable")
         self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
         self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
@@ -166,29 +170,36 @@ class VoxelHashGrid:
             return index, dist
         # the 8 cells of the 2x2x2 block nearest to each query, as packed keys, less the cells
         # farther than radius from the query (their boxes; a margin keeps float32 ties in)
-        f = q.astype(np.float64) * (1.0 / self.cell_size)
+        f = q.T.astype(np.float64) * (1.0 / self.cell_size)  # (3, M): contiguous per axis
         cell = np.floor(f)
         frac = f - cell
         low = frac < 0.5
-        gap = np.where(low, frac, 1.0 - frac)  # to the neighbouring cell's face, in cells
-        cell = cell.astype(np.int64)
-        near, far = [], []
-        for a in range(3):
-            shift = _BITS * (2 - a)
-            near.append((cell[:, a] & _AXIS_MASK) << shift)
-            far.append(((cell[:, a] + np.where(low[:, a], -1, 1)) & _AXIS_MASK) << shift)
+        gap = 0.5 - np.abs(frac - 0.5)  # to the neighbouring cell's face, in cells
         gap *= gap
+        u_near = cell.astype(np.int64) & _AXIS_MASK
+        u_far = (u_near + np.where(low, -1, 1)) & _AXIS_MASK
+        near = [u_near[a] << (_BITS * (2 - a)) for a in range(3)]
+        far = [u_far[a] << (_BITS * (2 - a)) for a in range(3)]
         limit = (1.0 + 1e-5) * (radius / self.cell_size) ** 2
-        keys = np.empty((m, 8), np.int64)
-        need = np.empty((m, 8), bool)
+        keys = np.empty((8, m), np.int64)  # corner-major: contiguous writes
+        need = np.empty((8, m), bool)
         for c in range(8):
             axes = [a for a in range(3) if c & (4 >> a)]
-            keys[:, c] = (far[0] if 0 in axes else near[0]) | (far[1] if 1 in axes else near[1])
-            keys[:, c] |= far[2] if 2 in axes else near[2]
-            need[:, c] = (sum((gap[:, a] for a in axes[1:]), gap[:, axes[0]]) <= limit) if axes else True
-        pair = np.flatnonzero(need)  # query * 8 + corner
+            np.bitwise_or(far[0] if 0 in axes else near[0], far[1] if 1 in axes else near[1], out=keys[c])
+            keys[c] |= far[2] if 2 in axes else near[2]
+            if axes:
+                np.less_equal(sum((gap[a] for a in axes[1:]), gap[axes[0]]), limit, out=need[c])
+            else:
+                need[c] = True
+        # queries whose 2x2x2 cells lie in one empty occupancy block have no candidates
+        block = u_near >> _BLOCK_SHIFT
+        same = u_far >> _BLOCK_SHIFT == block
+        empty = same[0] & same[1] & same[2]
+        empty &= self._occupied[self._block_slot(block)] == 0
+        need[:, empty] = False
+        pair = np.flatnonzero(need.T)  # query * 8 + corner: query-major
         qp = pair >> 3
-        keys = keys.reshape(-1)[pair]
+        keys = np.take(keys.reshape(-1), (pair & 7) * m + qp)
         cid = self._lookup(keys)
         found = np.flatnonzero(cid >= 0)
         cid, qp = cid[found], qp[found]
@@ -199,7 +210,7 @@ class VoxelHashGrid:
         if total == 0:
             return index, dist
         rec = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(total)
-        pt = self._rpt[rec]
+        pt = self._rpt[rec].astype(np.int64)  # (take converts other index types on every call)
         qi = np.repeat(qp, count)
         d2 = np.zeros(total, np.float32)
         for a in range(3):
@@ -224,6 +235,16 @@ class VoxelHashGrid:
     def _keys(self, points: np.ndarray) -> np.ndarray:
         cell = np.floor(points.astype(np.float64) / self.cell_size).astype(np.int64)
         return ((cell[:, 0] & _AXIS_MASK) << (2 * _BITS)) | ((cell[:, 1] & _AXIS_MASK) << _BITS) | (cell[:, 2] & _AXIS_MASK)
+
+    def _block_slot(self, block: np.ndarray) -> np.ndarray:
+        """Occupancy flag index of blocks (3, B) (per-axis masked cell coordinates >> _BLOCK_SHIFT)."""
+        key = (block[0] << (2 * _BITS)) | (block[1] << _BITS) | block[2]
+        return ((key.view(np.uint64) * _GOLDEN) >> np.uint64(64 - _OCC_BITS)).view(np.int64)
+
+    def _mark_blocks(self, keys: np.ndarray) -> None:
+        """Flag the occupancy blocks of cells ``keys`` (flags are cleared only by :meth:`build`)."""
+        axes = np.stack([keys >> (2 * _BITS), (keys >> _BITS) & _AXIS_MASK, keys & _AXIS_MASK])
+        self._occupied[self._block_slot(axes >> _BLOCK_SHIFT)] = 1
 
     # ------------------------------------------------------------------ records
     def _set_offsets(self) -> None:
@@ -329,6 +350,7 @@ class VoxelHashGrid:
             count = int(ids[-1]) + 1 - self._ncells
             self._ckey = _grow(self._ckey, self._ncells + count)
             self._ckey[self._ncells : self._ncells + count] = keys[miss[first]]
+            self._mark_blocks(keys[miss[first]])
             self._ncells += count
             cid[miss] = new_ids
         return cid.astype(np.int32)
