@@ -145,10 +145,10 @@ class Scene(ABC):
         """Camera 0: identity world-to-camera at the origin, ``fov_y_degrees`` vertical FOV (B = 1)."""
         return CameraParameters.from_fov(self.fov_y_degrees, width, height, degrees=True)
 
-    def start_view(self, width: int = 512, height: int = 384) -> SceneView:
-        """Image, depth and camera of the start view."""
+    def start_view(self, width: int = 512, height: int = 384, antialias: int = 2) -> SceneView:
+        """Image (anti-aliased as the oracle renders it), depth and camera of the start view."""
         camera = self.start_camera(width, height)
-        out = self.render(camera)
+        out = self.render(camera, antialias=antialias)
         return SceneView(image=out.image, depth=out.depth, camera=camera)
 
     @property
@@ -160,16 +160,30 @@ class Scene(ABC):
         return self._scene_depth
 
     # ------------------------------------------------------------------ rendering
-    def render(self, cameras: CameraParameters, chunk_rays: int = 1 << 17) -> SceneRender:
+    def render(self, cameras: CameraParameters, chunk_rays: int = 1 << 17, antialias: int = 1) -> SceneRender:
         """Exact render of every camera (any batch size), ``chunk_rays`` rays at a time.
 
         Args:
             cameras: B cameras sharing one image size (world frame of this scene).
+            antialias: ``s > 1`` averages the colour over an ``s x s`` grid of rays per pixel (the
+                pixel integrates its area, as a real camera does; no texture aliasing). Depth,
+                normals and ids always come from the ray through the pixel centre.
         Returns:
             :class:`SceneRender` on ``cameras.device``.
         """
         if not isinstance(cameras, CameraParameters):
             raise ValueError(f"cameras must be CameraParameters, got {type(cameras).__name__}")
+        antialias = _check_int("antialias", antialias, 1)
+        out = self._render_centres(cameras, chunk_rays)
+        if antialias == 1:
+            return out
+        big = self._render_centres(cameras.resized(cameras.width * antialias, cameras.height * antialias), chunk_rays)
+        image = torch.nn.functional.avg_pool2d(big.image, antialias)
+        return SceneRender(image=image, depth=out.depth, hit_mask=out.hit_mask, normals=out.normals,
+                           primitive_ids=out.primitive_ids)
+
+    def _render_centres(self, cameras: CameraParameters, chunk_rays: int) -> SceneRender:
+        """One ray per pixel centre (see :meth:`render`)."""
         chunk_rays = _check_int("chunk_rays", chunk_rays, 1)
         B, H, W = len(cameras), cameras.height, cameras.width
         hw = H * W

@@ -1,0 +1,283 @@
+"""``warp``: the default, training-free frame generator (runs anywhere on a CPU).
+
+For a target camera:
+
+1. **GGM**: render the global point cloud into the camera (z-buffer splat) and fill thin gaps;
+   with the GGM off, the previous frame alone is warped (the memory-less autoregressive baseline).
+2. **SSM**: the target's tokens query the Spatial-Stereo Memory by constrained attention. The
+   attention weights, summed per stored keyframe, weight colours sampled from those keyframes at
+   each target pixel's exact reprojection (with a depth test). This is how attention output is
+   decoded to pixels here: averaging whole stored patches (the invertible patch encoder's decode)
+   would blur by the parallax between views, so the decode resamples the attended views instead.
+3. **Holes**: depth is extended into disocclusions from the background side, colours inpainted
+   with OpenCV.
+
+It is a geometric renderer and filler, not a learned model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from worldstereo.backends.generators import FRAME_GENERATORS, AttentionSummary, FrameGenerator, FrameResult
+from worldstereo.camera import CameraParameters
+from worldstereo.geometry.holes import extend_depth_background, fill_thin_gaps, inpaint_colors
+from worldstereo.geometry.splat import splat_points
+from worldstereo.keyframes import MemoryKeyframe, select_reference_views
+
+if TYPE_CHECKING:
+    from worldstereo.model import WorldStereo
+
+# Confidence given to pixels whose colour was inpainted / depth extended (below the SSM's
+# default correspondence threshold of 0.5, so such pixels never serve as correspondences).
+INPAINTED_CONFIDENCE = 0.25
+# Confidence of pixels resampled from memory: below the input image's 1.0, so that where a
+# generated keyframe and the input image see the same surface equally well, the input image wins.
+RESAMPLED_CONFIDENCE = 0.9
+# Attention mass a token must give a keyframe for that keyframe to be sampled for its pixels.
+MIN_ATTENTION = 0.02
+
+
+def sample_keyframe(
+    keyframe: MemoryKeyframe, points: torch.Tensor, depth_tolerance: float = 0.03
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colours of world points as seen by a stored keyframe, with a visibility test.
+
+    Args:
+        points: (P, 3) world points.
+    Returns:
+        colors: (P, 3) bilinearly sampled keyframe colours.
+        weight: (P,) in [0, 1]: keyframe confidence where the point is inside the view and its
+            depth agrees with the keyframe's depth within ``depth_tolerance`` (relative), else 0.
+    """
+    cam = keyframe.camera
+    uv, z = cam.project(points.unsqueeze(0).to(cam.dtype))
+    uv, z = uv[0].float(), z[0].float()
+    w, h = cam.width, cam.height
+    # grid_sample with align_corners=False maps -1/+1 to the image borders: x = 2u/W - 1
+    grid = torch.stack([2.0 * uv[:, 0] / w - 1.0, 2.0 * uv[:, 1] / h - 1.0], dim=-1).view(1, 1, -1, 2)
+    colors = F.grid_sample(keyframe.image.unsqueeze(0), grid, mode="bilinear", align_corners=False, padding_mode="border")
+    depth_near = F.grid_sample(keyframe.depth.unsqueeze(0), grid, mode="nearest", align_corners=False)
+    conf = F.grid_sample(keyframe.confidence.unsqueeze(0), grid, mode="nearest", align_corners=False)
+    colors = colors[0, :, 0].T
+    d_k = depth_near[0, 0, 0]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h) & (z > 0)
+    agree = (d_k > 0) & ((z - d_k).abs() <= depth_tolerance * z)
+    weight = conf[0, 0, 0] * (inside & agree).float()
+    return colors, weight
+
+
+@FRAME_GENERATORS.register("warp", "Training-free: render the GGM, fill from the SSM, inpaint the rest (CPU)")
+class WarpGenerator(FrameGenerator):
+    """The default generator; see the module docstring.
+
+    Args:
+        splat_radius: splat footprint radius in pixels for the GGM render.
+        max_gap: thin gaps up to ~2 * max_gap pixels wide are filled from their neighbours.
+        top_k: entries per token kept in the attention summary.
+    """
+
+    name = "warp"
+
+    def __init__(self, splat_radius: int = 0, max_gap: int = 2, top_k: int = 4) -> None:
+        self.splat_radius = splat_radius
+        self.max_gap = max_gap
+        self.top_k = top_k
+        self._references: list[int] = []
+
+    # ------------------------------------------------------------------ per clip
+    def begin_clip(self, model: WorldStereo, cameras: CameraParameters) -> None:
+        self._references = []
+        if not model.config.use_ssm or not model.keyframes:
+            return
+        views = CameraParameters.cat([k.camera for k in model.keyframes])
+        chosen = select_reference_views(
+            views, cameras, max_views=model.config.max_reference_views, scene_depth=model.scene_depth
+        )
+        self._references = [model.keyframes[i].frame_id for i in chosen]
+
+    # ------------------------------------------------------------------ per frame
+    def generate_frame(self, model: WorldStereo, camera: CameraParameters, index: int) -> FrameResult:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        cfg = model.config
+        h, w = camera.height, camera.width
+
+        # 1. geometric prior: the GGM, or the previous frame for the memory-less baseline
+        from_ggm = cfg.use_ggm and model.ggm.num_points > 0
+        if from_ggm:
+            src_points, src_colors = model.ggm.point_cloud, model.ggm.point_colors
+        else:
+            src_points, src_colors = model.previous_frame_points()
+        render = splat_points(src_points, src_colors, camera, radius=self.splat_radius)
+        ggm_image, ggm_depth, ggm_hole = render.image[0], render.depth[0], render.hole_mask[0]
+        image, depth, hole = fill_thin_gaps(ggm_image, ggm_depth, ggm_hole, self.max_gap)
+        timings["render"] = _ms(t0)
+
+        # 2. spatial-stereo memory: constrained attention, decoded by resampling attended views
+        t1 = time.perf_counter()
+        attention = None
+        used_refs: list[int] = []
+        if cfg.use_ssm and self._references and model.ssm.occupancy > 0:
+            image, attention, used_refs = self._fill_from_ssm(model, camera, image, depth, hole)
+        timings["ssm"] = _ms(t1)
+
+        # 3. holes: depth from the background side, colours inpainted
+        t2 = time.perf_counter()
+        depth = extend_depth_background(depth, hole)
+        image = inpaint_colors(image, hole)
+        confidence = torch.where(hole, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
+        timings["inpaint"] = _ms(t2)
+
+        return FrameResult(
+            image=image.clamp(0, 1),
+            depth=depth,
+            confidence=confidence,
+            ggm_render=ggm_image if cfg.use_ggm else torch.zeros(3, h, w),
+            ggm_hole_mask=ggm_hole,
+            new_surface_mask=hole,
+            ggm_point_ids=render.point_ids[0] if from_ggm else None,
+            references=used_refs,
+            attention=attention,
+            timings=timings,
+        )
+
+    def _fill_from_ssm(
+        self, model: WorldStereo, camera: CameraParameters, image: torch.Tensor, depth: torch.Tensor, hole: torch.Tensor
+    ) -> tuple[torch.Tensor, AttentionSummary, list[int]]:
+        enc = model.patch_encoder
+        p = enc.patch_size
+        h, w = camera.height, camera.width
+        rows, cols = enc.grid_shape(h, w)
+
+        # token queries: features of the current render, 3D point at each patch's median depth
+        query_feats = enc.encode(torch.where(hole, torch.full_like(image, 0.5), image).unsqueeze(0))
+        d_patch = depth.reshape(rows, p, cols, p).permute(0, 2, 1, 3).reshape(rows * cols, p * p)
+        valid = d_patch > 0
+        d_sorted = torch.where(valid, d_patch, torch.full_like(d_patch, float("inf"))).sort(dim=1).values
+        n_valid = valid.sum(dim=1)
+        med = d_sorted.gather(1, (n_valid.clamp(min=1) - 1).div(2, rounding_mode="floor").unsqueeze(1))[:, 0]
+        has_depth = n_valid > 0
+        centres = camera.pixel_grid(dtype=torch.float32)[p // 2 :: p, p // 2 :: p].reshape(-1, 2)
+        patch_depth = torch.where(has_depth, med, torch.ones_like(med)).view(1, 1, rows * cols, 1)
+        # unproject the patch centres at their depth
+        cam_f = camera.to(dtype=torch.float32)
+        K = cam_f.K[0]
+        x = (centres[:, 0] - K[0, 2]) / K[0, 0]
+        y = (centres[:, 1] - K[1, 2]) / K[1, 1]
+        cam_pts = torch.stack([x, y, torch.ones_like(x)], -1) * patch_depth.view(-1, 1)
+        c2w = cam_f.c2w[0]
+        query_points = cam_pts @ c2w[:3, :3].T + c2w[:3, 3]
+        # tokens without depth get a point far behind the camera: the mask allows them nothing
+        query_points = torch.where(has_depth.unsqueeze(1), query_points, c2w[:3, 3] - 1e6 * c2w[:3, 2])
+
+        ssm = model.ssm
+        entry_frames = ssm.entry_frames
+        allowed = torch.zeros_like(entry_frames, dtype=torch.bool)
+        for fid in self._references:
+            allowed |= entry_frames == fid
+        _, weights = ssm.constrained_attention(
+            query_feats, query_points.unsqueeze(0), cam_f, use_correspondence_mask=True, entry_mask=allowed
+        )
+        weights = weights[0]  # (N, M)
+
+        # per-keyframe attention mass of each token
+        frames_present = [fid for fid in self._references if bool((entry_frames == fid).any())]
+        frame_weights: dict[int, torch.Tensor] = {}
+        for fid in frames_present:
+            frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols)
+
+        # decode: at every covered target pixel, resample the best of the keyframes its token
+        # attended to (attention mass above MIN_ATTENTION): best = visibility x keyframe confidence x
+        # view proximity, attention mass breaking ties. One view instead of a blend keeps detail
+        # sharp; the input image (confidence 1) wins over generated keyframes (0.9) seen as well.
+        covered = ~hole[0]
+        pts = cam_f.unproject(depth.unsqueeze(0))[0][covered]
+        pix_token = _pixel_token_index(h, w, p)[covered]
+        best_score = torch.zeros(pts.shape[0])
+        best_color = torch.zeros(pts.shape[0], 3)
+        used: list[int] = []
+        for fid in frames_present:
+            tok_w = frame_weights[fid].reshape(-1)[pix_token]
+            if not bool((tok_w > 0).any()):
+                continue
+            kf = model.keyframe_by_id(fid)
+            colors, vis = sample_keyframe(kf, pts)
+            attended = (tok_w >= MIN_ATTENTION).float()
+            score = attended * vis * _view_proximity(kf.camera, cam_f, model.scene_depth) * (1.0 + 0.01 * tok_w)
+            better = score > best_score
+            if bool(better.any()):
+                used.append(fid)
+                best_score = torch.where(better, score, best_score)
+                best_color[better] = colors[better]
+        out = image.clone()
+        have = best_score > 0
+        if bool(have.any()):
+            flat = out.permute(1, 2, 0).clone()
+            sub = flat[covered]
+            sub[have] = best_color[have]
+            flat[covered] = sub
+            out = flat.permute(2, 0, 1).contiguous()
+
+        attention = _summarise(model, weights, query_points, has_depth, (rows, cols), p, self.top_k, frame_weights)
+        return out, attention, used
+
+
+def _view_proximity(view: CameraParameters, target: CameraParameters, scene_depth: float) -> float:
+    """In (0, 1]: 1 for the same pose, smaller as optical axes turn apart and centres move apart."""
+    cos = float((view.c2w[0, :3, 2] * target.c2w[0, :3, 2]).sum().clamp(-1, 1))
+    angle = math.acos(cos)
+    dist = float((view.camera_centers[0] - target.camera_centers[0]).norm()) / max(scene_depth, 1e-6)
+    return math.exp(-((angle / 0.5) ** 2) - (dist / 0.5) ** 2)
+
+
+def _pixel_token_index(h: int, w: int, p: int) -> torch.Tensor:
+    """(H, W) int64: the row-major index of the token holding each pixel."""
+    r = torch.arange(h) // p
+    c = torch.arange(w) // p
+    return r.view(-1, 1) * (w // p) + c.view(1, -1)
+
+
+def _summarise(
+    model: WorldStereo,
+    weights: torch.Tensor,
+    query_points: torch.Tensor,
+    has_depth: torch.Tensor,
+    grid: tuple[int, int],
+    patch_size: int,
+    top_k: int,
+    frame_weights: dict[int, torch.Tensor],
+) -> AttentionSummary:
+    ssm = model.ssm
+    k = min(top_k, weights.shape[1])
+    top_w, top_i = weights.topk(k, dim=1)
+    none = top_w <= 0
+    top_i = torch.where(none, torch.full_like(top_i, -1), top_i)
+    top_w = torch.where(none, torch.zeros_like(top_w), top_w)
+    safe = top_i.clamp(min=0)
+    frames = torch.where(none, torch.full_like(top_i, -1), ssm.entry_frames[safe])
+    boxes = ssm.entry_boxes[safe].float()
+    corr = ssm.correspondence_map[safe]  # (N, k, K, 3)
+    conf_ok = ssm.valid_correspondences[safe].float().unsqueeze(-1)
+    mean_pts = (corr * conf_ok).sum(2) / conf_ok.sum(2).clamp(min=1.0)
+    qp = torch.where(has_depth.unsqueeze(1), query_points, torch.full_like(query_points, float("nan")))
+    return AttentionSummary(
+        grid=grid,
+        patch_size=patch_size,
+        query_points=qp,
+        top_entries=top_i,
+        top_weights=top_w,
+        top_frames=frames,
+        top_boxes=torch.where(none.unsqueeze(-1), torch.zeros_like(boxes), boxes),
+        top_points=torch.where(none.unsqueeze(-1), torch.full_like(mean_pts, float("nan")), mean_pts),
+        frame_weights=frame_weights,
+    )
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
