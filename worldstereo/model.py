@@ -460,10 +460,13 @@ class WorldStereo:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {}
-        for k, v in self.ggm.state_dict().items():
-            tensors[f"ggm.{k}"] = v.contiguous()
-        for k, v in self.ssm.state_dict().items():
-            tensors[f"ssm.{k}"] = v.contiguous()
+        extra: dict[str, Any] = {}
+        for name, module in (("ggm", self.ggm), ("ssm", self.ssm)):
+            for k, v in module.state_dict().items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"{name}.{k}"] = v.contiguous()
+                else:  # module extra state (plain metadata): JSON
+                    extra[f"{name}.{k}"] = v
         for i, kf in enumerate(self.keyframes):
             tensors[f"keyframe.{i}.image"] = kf.image.contiguous()
             tensors[f"keyframe.{i}.depth"] = kf.depth.contiguous()
@@ -486,7 +489,10 @@ class WorldStereo:
             "merge_threshold": self.merge_threshold,
             "keyframes": [{"frame_id": k.frame_id, "path_index": k.path_index} for k in self.keyframes],
             "num_paths": len(self.paths),
+            "extra_state": extra,
         }
+        # safetensors refuses views sharing storage (camera slices of one path): store copies
+        tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
         with atomic_path(out / "state.safetensors") as tmp:
             save_file(tensors, str(tmp))
         write_text_atomic(out / "state.json", json.dumps(meta, indent=1))
@@ -511,8 +517,9 @@ class WorldStereo:
         def cam(prefix: str) -> CameraParameters:
             return CameraParameters(tensors[f"{prefix}.K"], tensors[f"{prefix}.E"], cfg.width, cfg.height)
 
-        model.ggm.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ggm.")})
-        model.ssm.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ssm.")})
+        state: dict[str, Any] = {**tensors, **meta.get("extra_state", {})}
+        model.ggm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ggm.")})
+        model.ssm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ssm.")})
         model.keyframes = [
             MemoryKeyframe(
                 m["frame_id"],

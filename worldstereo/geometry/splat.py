@@ -138,9 +138,11 @@ def _gather_image(values: torch.Tensor | None, ids: torch.Tensor, hole: torch.Te
     # embedding() is index_select along dim 0, several times faster on CPU for narrow rows.
     picked = torch.nn.functional.embedding(ids.reshape(-1).clamp_min(0), values)  # (B*H*W, C)
     C = values.shape[1]
+    fill = torch.tensor(background, dtype=values.dtype, device=values.device)
+    if values.requires_grad and torch.is_grad_enabled():  # out= does not support autograd
+        return torch.where(hole.view(B, 1, H * W), fill, picked.view(B, H * W, C).transpose(1, 2)).view(B, C, H, W)
     image = torch.empty(B, C, H, W, dtype=values.dtype, device=values.device)
     # One pass both transposes to (B, C, H, W) and writes the background into holes.
-    fill = torch.tensor(background, dtype=values.dtype, device=values.device)
     torch.where(hole.view(B, 1, H * W), fill, picked.view(B, H * W, C).transpose(1, 2), out=image.view(B, C, H * W))
     return image
 
