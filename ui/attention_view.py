@@ -1,0 +1,113 @@
+"""Attention maps of a generated pixel: which stored views and patches it attended to.
+
+Pure functions of an ``AttentionSummary`` and the stored keyframes; the page shows their results
+(plotly heatmap, keyframe overlays) and the viewport draws the 3D lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from worldstereo.backends.generators import AttentionSummary
+from worldstereo.keyframes import MemoryKeyframe
+
+
+@dataclass(frozen=True)
+class PixelAttention:
+    """What the token holding pixel ``(x, y)`` of a generated frame attended to.
+
+    Attributes:
+        token: token index on the frame's grid.
+        query_point: (3,) world point of the token (nan when it had no depth).
+        frames: (k,) keyframe ids of the top entries (-1 where none).
+        weights: (k,) their weights.
+        boxes: (k, 4) pixel boxes ``x0, y0, x1, y1`` in their keyframes.
+        points: (k, 3) world points of the attended entries (mean valid correspondence).
+    """
+
+    token: int
+    query_point: np.ndarray
+    frames: np.ndarray
+    weights: np.ndarray
+    boxes: np.ndarray
+    points: np.ndarray
+
+    @property
+    def attended(self) -> bool:
+        return bool((self.frames >= 0).any() and self.weights.sum() > 0)
+
+
+def pixel_attention(summary: AttentionSummary, x: float, y: float) -> PixelAttention:
+    """The attention record of the token under pixel ``(x, y)`` (pixel coordinates of the frame)."""
+    t = summary.token_at(x, y)
+
+    def np_(v: torch.Tensor) -> np.ndarray:
+        return v[t].detach().cpu().numpy()
+
+    return PixelAttention(t, np_(summary.query_points).astype(np.float64), np_(summary.top_frames),
+                          np_(summary.top_weights).astype(np.float64), np_(summary.top_boxes), np_(summary.top_points))
+
+
+def bank_weights(att: PixelAttention, frame_ids: list[int], grid: tuple[int, int], patch_size: int) -> np.ndarray:
+    """(len(frame_ids), rows * cols) weights of the query on every token of every listed keyframe.
+
+    An attended entry's token index comes from its pixel box: ``(y0 / patch) * cols + x0 / patch``.
+    """
+    rows, cols = grid
+    out = np.zeros((len(frame_ids), rows * cols))
+    row_of = {f: i for i, f in enumerate(frame_ids)}
+    for f, w, b in zip(att.frames, att.weights, att.boxes, strict=True):
+        if f < 0 or w <= 0 or int(f) not in row_of:
+            continue
+        c, r = int(b[0]) // patch_size, int(b[1]) // patch_size
+        if 0 <= r < rows and 0 <= c < cols:
+            out[row_of[int(f)], r * cols + c] += w
+    return out
+
+
+def keyframe_overlay(keyframe: MemoryKeyframe, heat: torch.Tensor | None, att: PixelAttention | None) -> np.ndarray:
+    """(H, W, 3) uint8 keyframe image with the frame's attention mass ``heat`` (rows, cols) as a colour wash and
+    the patches ``att`` attended to in this keyframe as boxes (line width and colour by weight)."""
+    img = (keyframe.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    out = img.copy()
+    if heat is not None and float(heat.max()) > 0:
+        hm = (heat / heat.max()).float().numpy()
+        hm = cv2.resize(hm, (w, h), interpolation=cv2.INTER_NEAREST)
+        col = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
+        alpha = (0.6 * hm)[:, :, None]
+        out = (out * (1 - alpha) + col * alpha).astype(np.uint8)
+    if att is not None:
+        sel = att.frames == keyframe.frame_id
+        if sel.any():
+            wmax = max(float(att.weights.max()), 1e-9)
+            for b, wt in zip(att.boxes[sel], att.weights[sel], strict=True):
+                if wt <= 0:
+                    continue
+                strength = float(wt) / wmax
+                color = (0, int(255 * strength), 255)
+                cv2.rectangle(out, (int(b[0]), int(b[1])), (int(b[2]) - 1, int(b[3]) - 1), color, 1 + int(2 * strength))
+    return np.ascontiguousarray(out)
+
+
+def mark_pixel(image: np.ndarray, x: float, y: float, patch_size: int) -> np.ndarray:
+    """A copy of ``image`` with the query token's patch outlined (cyan)."""
+    out = image.copy()
+    c, r = int(x // patch_size), int(y // patch_size)
+    cv2.rectangle(out, (c * patch_size, r * patch_size), ((c + 1) * patch_size - 1, (r + 1) * patch_size - 1), (0, 255, 255), 2)
+    return out
+
+
+def error_map(generated: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, float]:
+    """(H, W, 3) uint8 colour map of the per-pixel mean absolute error and the PSNR in dB."""
+    a = generated.astype(np.float64) / 255.0
+    b = truth.astype(np.float64) / 255.0
+    err = np.abs(a - b).mean(axis=2)
+    mse = float(((a - b) ** 2).mean())
+    psnr = float("inf") if mse == 0 else -10.0 * np.log10(mse)
+    vis = cv2.applyColorMap(np.clip(err * 4 * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_MAGMA)[:, :, ::-1]
+    return np.ascontiguousarray(vis), psnr

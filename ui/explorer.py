@@ -1,0 +1,455 @@
+"""One browser session of the explorer: input, model, viewport, path editor and the generation stream.
+
+Plain Python (no gradio): the page's handlers are thin wrappers around these methods, and tests drive them
+directly. Everything a session owns (model, viser server, temp dir) is freed by :meth:`Session.close`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ui import path_editor as pe
+from ui.attention_view import PixelAttention, bank_weights, error_map, keyframe_overlay, mark_pixel, pixel_attention
+from ui.config import WORKING_SIZES, AppConfig
+from ui.exports import ExportFiles, export_all
+from ui.plots import StatsPoint
+from ui.samples import InputBundle
+from ui.viewport import EditorCallbacks, Viewport
+from worldstereo.atomic import atomic_path
+from worldstereo.backends.generators import AttentionSummary
+from worldstereo.camera import CameraParameters
+from worldstereo.model import WorldStereo, WorldStereoConfig
+
+DEPTH_CHOICES = ("auto", "prior", "moge")
+GENERATOR_CHOICES = ("warp", "oracle")
+KEYFRAMES_PER_MEMORY = 32
+
+
+class BusyError(RuntimeError):
+    """The session is generating; the request must wait for it (or cancel it)."""
+
+
+@dataclass
+class FrameRecord:
+    """A generated frame kept for inspection: image (H, W, 3) uint8, its camera, its attention summary."""
+
+    frame_id: int
+    path_index: int
+    image: np.ndarray
+    camera: CameraParameters
+    attention: AttentionSummary | None
+    is_keyframe: bool
+    file: Path
+
+
+@dataclass
+class StartSummary:
+    """What loading an input did."""
+
+    label: str
+    message: str
+    approximate: bool
+    num_points: int
+    has_truth: bool
+    official_paths: list[str]
+
+
+@dataclass
+class StreamUpdate:
+    """One update of the generation stream (after a frame, or the final one).
+
+    Attributes:
+        frame: the frame just generated (None in the final update of a cancelled run before any frame).
+        frame_files: image files of the current path's frames, in order.
+        done: the path is finished (or cancelled); ``cancelled`` says which.
+        status: a sentence for the page.
+    """
+
+    index: int
+    num_frames: int
+    frame: FrameRecord | None
+    frame_files: list[str]
+    history: list[StatsPoint]
+    done: bool
+    cancelled: bool
+    status: str
+
+
+@dataclass
+class AttentionResult:
+    """The attention maps of one clicked pixel (see ``ui.attention_view``)."""
+
+    frame: FrameRecord
+    pixel: PixelAttention | None
+    marked: np.ndarray
+    heat_frames: list[int]
+    heat: np.ndarray
+    grid: tuple[int, int]
+    overlays: list[tuple[np.ndarray, str]]
+    message: str
+
+
+@dataclass
+class Session:
+    """State of one browser session (keyed by gradio's session hash in :class:`ui.sessions.SessionManager`)."""
+
+    session_id: str
+    directory: Path
+    config: AppConfig
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    model: WorldStereo | None = None
+    bundle: InputBundle | None = None
+    editor: pe.PathEditorState = field(default_factory=pe.PathEditorState)
+    num_frames: int = 21
+    frames: list[FrameRecord] = field(default_factory=list)
+    records: dict[int, FrameRecord] = field(default_factory=dict)
+    history: list[StatsPoint] = field(default_factory=list)
+    last_seen: float = field(default_factory=time.monotonic)
+    _viewport: Viewport | None = None
+    _busy: threading.Lock = field(default_factory=threading.Lock)
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _state_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # ------------------------------------------------------------------ lifecycle
+    def touch(self) -> None:
+        self.last_seen = time.monotonic()
+
+    @property
+    def viewport(self) -> Viewport:
+        """The session's viewport (its viser server starts on first use)."""
+        with self._state_lock:
+            if self._viewport is None:
+                self._viewport = Viewport(self.config.max_view_points)
+                self._viewport.build_editor_panel(self._editor_callbacks())
+            return self._viewport
+
+    @property
+    def viewer_port(self) -> int | None:
+        return self._viewport.port if self._viewport is not None else None
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.locked()
+
+    def close(self) -> None:
+        """Stop generation, free the viser server and delete the temp dir."""
+        self._cancel.set()
+        with self._state_lock:
+            if self._viewport is not None:
+                self._viewport.close()
+                self._viewport = None
+            self.model = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # ------------------------------------------------------------------ input
+    def load(self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp") -> StartSummary:
+        """Start a new exploration from ``bundle`` at working ``size`` (a key of ``WORKING_SIZES``)."""
+        if size not in WORKING_SIZES:
+            raise ValueError(f"size must be one of {sorted(WORKING_SIZES)}, got {size!r}")
+        if depth_backend not in DEPTH_CHOICES:
+            raise ValueError(f"depth backend must be one of {DEPTH_CHOICES}, got {depth_backend!r}")
+        if generator not in GENERATOR_CHOICES:
+            raise ValueError(f"generator must be one of {GENERATOR_CHOICES}, got {generator!r}")
+        if generator == "oracle" and bundle.scene is None:
+            raise ValueError("the oracle generator needs a procedural scene (it renders the ground truth)")
+        w, h = WORKING_SIZES[size]
+        tokens = (w // 16) * (h // 16)
+        cfg = WorldStereoConfig(width=w, height=h, depth_backend=depth_backend, generator=generator,
+                                scene=bundle.scene, memory_size=KEYFRAMES_PER_MEMORY * tokens)
+        with self._exclusive():
+            model = WorldStereo(cfg)
+            use_given = bundle.depth is not None and depth_backend == "auto"
+            info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera)
+            self.model, self.bundle = model, bundle
+            self.frames, self.records, self.history = [], {}, []
+            scene_mode = bundle.scene is not None
+            self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
+            vp = self.viewport
+            vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
+            vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+            self._refresh_editor_view()
+        msg = f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points, depth from *{info.depth_source}*."
+        if info.approximate:
+            msg += " **The geometry is approximate** (offline depth prior, no depth model): " + info.message.split(" (")[0]
+        return StartSummary(bundle.label, msg, info.approximate, info.num_points, bundle.scene is not None,
+                            [p.name for p in bundle.paths])
+
+    def _up_direction(self) -> np.ndarray:
+        assert self.model is not None
+        if self.bundle is not None and self.bundle.scene is not None:
+            from worldstereo.scenes import get_scene
+
+            return get_scene(self.bundle.scene).up.numpy().astype(np.float64)
+        R = self.model.start_camera.c2w[0, :3, :3].double().numpy()
+        return R @ np.array([0.0, -1.0, 0.0])
+
+    def _require_model(self) -> WorldStereo:
+        if self.model is None:
+            raise ValueError("load a sample or upload an image first")
+        return self.model
+
+    @staticmethod
+    def _check_frames(num_frames: int, limit: int) -> int:
+        n = int(num_frames)
+        if not 2 <= n <= limit:
+            raise ValueError(f"number of frames must be in 2..{limit}, got {num_frames}")
+        return n
+
+    # ------------------------------------------------------------------ path editor
+    def set_path(self, mode: str, preset: str, amount: float, guard: bool, num_frames: int) -> str:
+        """Update the editor from the page's controls and redraw the preview; returns a message."""
+        self._require_model()
+        self.num_frames = self._check_frames(num_frames, self.config.max_frames)
+        with self._state_lock:
+            ed = pe.set_preset(self.editor, preset, float(amount)) if mode == "preset" else self.editor
+            self.editor = dataclasses.replace(ed, mode=mode, guard=bool(guard))
+        return self._refresh_editor_view()
+
+    def use_cameras(self, cameras: CameraParameters, max_keys: int | None = 12) -> str:
+        """Make ``cameras`` (an official path or an imported file) the keyframes of the editor."""
+        model = self._require_model()
+        cams = cameras.to(dtype=torch.float64)
+        if (cams.width, cams.height) != (model.config.width, model.config.height):
+            cams = cams.resized(model.config.width, model.config.height)
+        with self._state_lock:
+            self.editor = pe.keyframes_from_cameras(self.editor, cams, max_keys=max_keys)
+            self.num_frames = min(max(len(cameras), 2), self.config.max_frames)
+        return self._refresh_editor_view()
+
+    def current_path(self, num_frames: int | None = None) -> pe.PathResult:
+        """The cameras Generate will use (the same call the preview makes)."""
+        model = self._require_model()
+        n = self.num_frames if num_frames is None else self._check_frames(num_frames, self.config.max_frames)
+        return pe.path_cameras(self.editor, self._path_start(), model.scene_depth, n, model.ggm.point_cloud)
+
+    def _path_start(self) -> CameraParameters:
+        """Presets start from the last generated camera (a second path continues), else the start camera."""
+        model = self._require_model()
+        return model.paths[-1][len(model.paths[-1]) - 1] if model.paths else model.start_camera
+
+    def _refresh_editor_view(self) -> str:
+        vp = self.viewport
+        ed = self.editor
+        keys = [(k.T_world_camera, k.fov_y) for k in ed.keyframes]
+        vp.show_keyframes(keys, ed.selected, self._on_move, self._on_select)
+        return self._redraw_preview()
+
+    def _redraw_preview(self) -> str:
+        try:
+            res = self.current_path()
+        except ValueError as exc:
+            self.viewport.clear_path()
+            return str(exc)
+        curve = pe.spline_points(self.editor) if self.editor.mode == "keyframes" else None
+        self.viewport.show_path(res.cameras, curve)
+        return res.message
+
+    def _on_move(self, index: int, T: np.ndarray) -> None:
+        with self._state_lock:
+            self.editor = pe.move_keyframe(self.editor, index, T)
+        self._redraw_preview()
+
+    def _on_select(self, index: int) -> None:
+        with self._state_lock:
+            if self.editor.selected != index:
+                self.editor = pe.select_keyframe(self.editor, index)
+
+    def _editor_callbacks(self) -> EditorCallbacks:
+        def edit(fn) -> None:
+            if self.model is None:
+                return
+            with self._state_lock:
+                try:
+                    self.editor = fn(self.editor)
+                except ValueError:
+                    return
+            self._refresh_editor_view()
+
+        def sel(fn):
+            return lambda *a: edit(lambda s: fn(s, s.selected, *a) if s.selected is not None else s)
+
+        def play() -> None:
+            try:
+                self.viewport.play(self.current_path().cameras)
+            except ValueError:
+                pass
+
+        return EditorCallbacks(
+            add_from_view=lambda T, fov: edit(lambda s: pe.add_keyframe(s, T, fov)),
+            move=self._on_move,
+            delete_selected=sel(pe.delete_keyframe),
+            reorder_selected=sel(pe.reorder_keyframe),
+            set_fov_selected=sel(pe.set_keyframe_fov),
+            select=self._on_select,
+            play=play,
+        )
+
+    # ------------------------------------------------------------------ generation
+    def _exclusive(self):
+        session = self
+
+        class _Guard:
+            def __enter__(self_inner):
+                if not session._busy.acquire(blocking=False):
+                    raise BusyError("this session is generating; wait for it or press Cancel")
+
+            def __exit__(self_inner, *exc):
+                session._busy.release()
+                return False
+
+        return _Guard()
+
+    def cancel(self) -> None:
+        """Ask the running generation to stop after the current frame (memories stay consistent)."""
+        self._cancel.set()
+
+    def generate(self, num_frames: int | None = None) -> Iterator[StreamUpdate]:
+        """Generate the editor's path frame by frame; yields a :class:`StreamUpdate` per frame and a final one."""
+        model = self._require_model()
+        with self._exclusive():
+            self._cancel.clear()
+            res = self.current_path(num_frames)
+            cams = res.cameras
+            n = len(cams)
+            vp = self.viewport
+            vp.show_path(cams, pe.spline_points(self.editor) if self.editor.mode == "keyframes" else None)
+            self.frames = []
+            stream = model.generate(cams, num_frames=n)
+            cancelled = False
+            try:
+                for step in stream:
+                    rec = self._record(step)
+                    vp.add_frame(step.frame_id, step.camera, rec.image, step.is_keyframe)
+                    added = step.memory.points_added
+                    if step.memory.points_evicted or vp.needs_refresh:
+                        vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+                    elif added:
+                        vp.show_new_points(step.frame_id, model.ggm.point_cloud[-added:], model.ggm.point_colors[-added:],
+                                           step.memory.points_total)
+                    self.touch()
+                    status = f"Frame {step.frame_index + 1} / {n} (path {step.path_index + 1})"
+                    yield StreamUpdate(step.frame_index, n, rec, self._files(), list(self.history), False, False, status)
+                    if self._cancel.is_set():
+                        cancelled = True
+                        break
+            finally:
+                stream.close()  # commits pending frames: the memories stay consistent
+                vp.clear_path()
+                vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+            done = len(self.frames)
+            status = (f"Cancelled after {done} / {n} frames; the memories hold them." if cancelled
+                      else f"Done: {n} frames. Memory: {model.ggm.num_points:,} points, "
+                           f"{len(model.keyframes)} keyframes, SSM {100 * float(model.ssm.occupancy):.0f}% full.")
+            if res.message:
+                status += " " + res.message
+            yield StreamUpdate(max(done - 1, 0), n, self.frames[-1] if self.frames else None, self._files(),
+                               list(self.history), True, cancelled, status)
+
+    def _record(self, step) -> FrameRecord:
+        img = step.image_uint8()
+        f = self.directory / "frames" / f"frame_{step.frame_id:05d}.png"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(f) as tmp:
+            Image.fromarray(img).save(tmp)
+        rec = FrameRecord(step.frame_id, step.path_index, img, step.camera, step.attention, step.is_keyframe, f)
+        self.frames.append(rec)
+        self.records[step.frame_id] = rec
+        self.history.append(StatsPoint(step.frame_id, step.path_index, step.memory))
+        return rec
+
+    def _files(self) -> list[str]:
+        return [str(r.file) for r in self.frames]
+
+    def undo(self) -> str:
+        """Take the last path back (both memories, frames, frustums)."""
+        model = self._require_model()
+        with self._exclusive():
+            if not model.can_undo:
+                return "Nothing to undo."
+            last = model.path_counter - 1
+            model.undo()
+            gone = [fid for fid, r in self.records.items() if r.path_index == last]
+            for fid in gone:
+                self.records.pop(fid)
+            self.history = [h for h in self.history if h.path_index != last]
+            self.frames = [r for r in self.records.values() if r.path_index == last - 1]
+            vp = self.viewport
+            vp.remove_frames(gone)
+            vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+            self._redraw_preview()
+            return f"Undone path {last + 1}: {model.ggm.num_points:,} points, {len(model.keyframes)} keyframes."
+
+    def reset(self, size: str, depth_backend: str, generator: str) -> StartSummary:
+        """Start over from the same input."""
+        if self.bundle is None:
+            raise ValueError("nothing to reset: load a sample or upload an image first")
+        return self.load(self.bundle, size, depth_backend, generator)
+
+    # ------------------------------------------------------------------ downloads
+    def export(self) -> ExportFiles:
+        model = self._require_model()
+        with self._exclusive():
+            return export_all(self.directory / "downloads", model, [r.image for r in self.frames])
+
+    # ------------------------------------------------------------------ attention
+    def frame(self, frame_id: int | None) -> FrameRecord:
+        if not self.records:
+            raise ValueError("generate a path first")
+        if frame_id is None or int(frame_id) not in self.records:
+            return self.frames[-1] if self.frames else self.records[max(self.records)]
+        return self.records[int(frame_id)]
+
+    def attention_at(self, frame_id: int | None, x: float, y: float) -> AttentionResult:
+        """Attention maps of pixel ``(x, y)`` of generated frame ``frame_id``; lines drawn in the viewport."""
+        model = self._require_model()
+        rec = self.frame(frame_id)
+        summary = rec.attention
+        if summary is None:
+            return AttentionResult(rec, None, rec.image, [], np.zeros((0, 0)), (0, 0), [], "this frame used no SSM attention")
+        att = pixel_attention(summary, x, y)
+        ps = summary.patch_size
+        marked = mark_pixel(rec.image, x, y, ps)
+        stored = [k.frame_id for k in model.keyframes]
+        heat = bank_weights(att, stored, summary.grid, ps)
+        order = [f for f in dict.fromkeys(int(f) for f in att.frames[np.argsort(-att.weights)] if f >= 0) if f in stored]
+        overlays = []
+        for fid in order[:4]:
+            kf = model.keyframe_by_id(fid)
+            overlays.append((keyframe_overlay(kf, summary.frame_weights.get(fid), att),
+                             f"keyframe {fid}: weight {att.weights[att.frames == fid].sum():.2f}"))
+        if att.attended:
+            self.viewport.show_attention(att.query_point, att.points, att.weights)
+            msg = (f"Token {att.token} of frame {rec.frame_id} attended to {len(order)} stored view(s): "
+                   + ", ".join(f"frame {f}" for f in order))
+        else:
+            self.viewport.clear_attention()
+            msg = f"Token {att.token} of frame {rec.frame_id} attended to nothing (no memory correspondence near it)."
+        return AttentionResult(rec, att, marked, stored, heat, summary.grid, overlays, msg)
+
+    def truth_of(self, frame_id: int | None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Ground truth of a frame of a procedural scene: (truth image, error map, PSNR dB)."""
+        if self.bundle is None or self.bundle.scene is None:
+            raise ValueError("ground truth exists only for the procedural scenes")
+        from worldstereo.scenes import get_scene
+
+        rec = self.frame(frame_id)
+        gt = get_scene(self.bundle.scene).render(rec.camera, antialias=2).image[0]
+        truth = _uint8(gt)
+        err, psnr = error_map(rec.image, truth)
+        return truth, err, psnr
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float [0, 1] -> (H, W, 3) uint8."""
+    return (image.detach().cpu().permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()

@@ -1,0 +1,92 @@
+"""Downloads of a session, each written atomically into the session's temp dir.
+
+Video (mp4), point cloud (PLY and GLB), cameras (official ``camera.json``), the edited path (nerfstudio
+``camera_path.json``) and a memory snapshot (zip of ``WorldStereo.save``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+
+from worldstereo.atomic import atomic_path
+from worldstereo.camera import CameraParameters
+from worldstereo.formats import NerfstudioPath, write_camera_json, write_nerfstudio_path, write_point_cloud
+from worldstereo.model import WorldStereo
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """Paths of the files written by :func:`export_all` (None where there was nothing to write)."""
+
+    video: Path | None
+    ply: Path
+    glb: Path
+    cameras: Path | None
+    nerfstudio: Path | None
+    snapshot: Path
+
+    def as_list(self) -> list[str]:
+        return [str(p) for p in (self.video, self.ply, self.glb, self.cameras, self.nerfstudio, self.snapshot) if p]
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 8) -> Path:
+    """Frames (H, W, 3) uint8 -> H.264 mp4 (even sizes are padded by one pixel if needed)."""
+    if not frames:
+        raise ValueError("frames must not be empty")
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=7, macro_block_size=1,
+                                    ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"])
+        try:
+            for f in frames:
+                h, w = f.shape[:2]
+                f = np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                writer.append_data(f)
+        finally:
+            writer.close()
+    return out
+
+
+def write_snapshot_zip(path: str | Path, model: WorldStereo) -> Path:
+    """Zip of a ``model.save`` directory (``state.safetensors`` + ``state.json``)."""
+    out = Path(path)
+    work = Path(tempfile.mkdtemp(prefix="snapshot-", dir=out.parent))
+    try:
+        model.save(work / "snapshot")
+        with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for f in sorted((work / "snapshot").iterdir()):
+                zf.write(f, arcname=f"snapshot/{f.name}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def all_path_cameras(model: WorldStereo) -> CameraParameters | None:
+    """Every generated camera of the exploration, in order (None before the first path)."""
+    if not model.paths:
+        return None
+    return CameraParameters.cat(list(model.paths))
+
+
+def export_all(directory: str | Path, model: WorldStereo, frames: Sequence[np.ndarray]) -> ExportFiles:
+    """Write every download of the current exploration into ``directory``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    video = write_video(d / "video.mp4", frames) if frames else None
+    pts = model.ggm.point_cloud.float()
+    cols = model.ggm.point_colors.float().clamp(0, 1)
+    ply = write_point_cloud(d / "points.ply", pts, cols)
+    glb = write_point_cloud(d / "points.glb", pts, cols)
+    cams = all_path_cameras(model)
+    cam_file = write_camera_json(d / "camera.json", cams) if cams is not None else None
+    ns_file = write_nerfstudio_path(d / "camera_path.json", NerfstudioPath(cams.to(dtype=cams.dtype))) if cams is not None else None
+    snap = write_snapshot_zip(d / "memory_snapshot.zip", model)
+    return ExportFiles(video, ply, glb, cam_file, ns_file, snap)

@@ -1,0 +1,289 @@
+"""The Gradio page: inputs, path controls, the embedded viser viewport, the generation stream, plots,
+attention maps and downloads. Handlers are thin: they find the caller's :class:`~ui.explorer.Session` by
+gradio's session hash and call its methods; every bad input becomes a warning and a status line.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from ui import plots
+from ui.config import WORKING_SIZES, AppConfig
+from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate
+from ui.path_editor import read_path_file
+from ui.samples import list_samples, load_sample, load_upload
+from ui.sessions import SessionLimitError, SessionManager
+from worldstereo.trajectory import list_presets
+
+USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError)
+
+INTRO = """# WorldStereo Explorer
+Pick a sample (or upload an image), shape a camera path in the 3D viewport, press **Generate** and watch the
+scene being generated frame by frame while both memories grow: the global point cloud (GGM) and the
+spatial-stereo memory (SSM) of stored views. The default generator, **warp**, is a training-free geometric
+renderer and filler (GGM render + SSM attention + inpainting), not a learned video model; **oracle** renders the
+ground truth of a procedural scene."""
+
+VIEWPORT_HEIGHT = 520
+
+
+def viewport_html(token: str) -> str:
+    """The iframe of the session's viser viewport (a relative URL: works under any prefix and behind HTTPS)."""
+    t = html.escape(token, quote=True)
+    return (f'<iframe id="ws-viser" src="viser/{t}/" title="3D viewport" '
+            f'style="width:100%;height:{VIEWPORT_HEIGHT}px;border:0;border-radius:8px" allow="fullscreen"></iframe>')
+
+
+def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
+    """The page's Blocks (queue and mounting are done by ``ui.server``)."""
+
+    def session(request: gr.Request) -> Session:
+        return manager.get(request.session_hash if request is not None else None)
+
+    def fail(exc: Exception) -> str:
+        gr.Warning(str(exc))
+        return f"⚠️ {exc}"
+
+    with gr.Blocks(title="WorldStereo Explorer", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                with gr.Tab("Samples"):
+                    sample = gr.Dropdown(list_samples(), value=list_samples()[0], label="Sample", elem_id="ws-sample")
+                    load_btn = gr.Button("Load sample", variant="primary", elem_id="ws-load")
+                with gr.Tab("Upload"):
+                    up_image = gr.File(label="Image (PNG, JPEG, WebP...)", type="filepath")
+                    up_depth = gr.File(label="Depth map (optional: 16-bit PNG in mm, .npy or .exr)", type="filepath")
+                    up_btn = gr.Button("Load upload", variant="primary")
+                with gr.Row():
+                    size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
+                    depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
+                    generator = gr.Dropdown(list(GENERATOR_CHOICES), value="warp", label="Generator")
+                status = gr.Markdown("Load a sample to start.", elem_id="ws-status")
+                with gr.Accordion("Camera path", open=True):
+                    mode = gr.Radio(["preset", "keyframes"], value="preset", label="Path source",
+                                    info="keyframes: add them in the viewport (panel 'Camera path')")
+                    preset = gr.Dropdown(list_presets(), value="orbit_right", label="Preset")
+                    amount = gr.Slider(0.05, 2.0, value=0.25, step=0.05, label="Motion amount (x reference move)")
+                    guard = gr.Checkbox(True, label="Collision guard (shorten moves through the geometry)")
+                    num_frames = gr.Slider(2, config.max_frames, value=21, step=1, label="Frames")
+                    preview_btn = gr.Button("Preview path in viewport")
+                    with gr.Row():
+                        official = gr.Dropdown([], label="Official path of the example", interactive=True)
+                        official_btn = gr.Button("Use")
+                    path_file = gr.File(label="Import camera.json / camera_path.json", type="filepath")
+                with gr.Row():
+                    gen_btn = gr.Button("Generate", variant="primary", elem_id="ws-generate")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ws-cancel")
+                with gr.Row():
+                    undo_btn = gr.Button("Undo last path", elem_id="ws-undo")
+                    reset_btn = gr.Button("Reset", elem_id="ws-reset")
+            with gr.Column(scale=2):
+                viewport = gr.HTML("<p>Starting the viewport...</p>", elem_id="ws-viewport")
+                progress = gr.Markdown("", elem_id="ws-progress")
+                with gr.Row():
+                    current = gr.Image(label="Frame (click a pixel for its attention)", interactive=False,
+                                       elem_id="ws-frame", height=300)
+                    gallery = gr.Gallery(label="Generated frames", columns=6, height=300, elem_id="ws-gallery")
+                stats = gr.Plot(label="Memory statistics", elem_id="ws-stats")
+        shown = gr.Number(value=-1, visible=False, precision=0)
+        with gr.Accordion("Attention maps", open=False):
+            att_msg = gr.Markdown("Click a pixel of a generated frame.")
+            with gr.Row():
+                att_query = gr.Image(label="Query token", interactive=False, height=260)
+                att_overlays = gr.Gallery(label="Attended keyframes (wash: the frame's attention; boxes: this token's)",
+                                          columns=4, height=260)
+            att_heat = gr.Plot(label="Attention over the memory bank, by keyframe")
+            truth_box = gr.Checkbox(False, label="Show ground truth and error map (procedural scenes)")
+            with gr.Row():
+                truth_img = gr.Image(label="Ground truth", interactive=False, height=260)
+                error_img = gr.Image(label="Error |generated - truth|", interactive=False, height=260)
+        with gr.Accordion("Downloads", open=False):
+            export_btn = gr.Button("Prepare downloads", elem_id="ws-export")
+            files = gr.File(label="Video, point cloud (PLY, GLB), cameras, memory snapshot", file_count="multiple",
+                            elem_id="ws-files")
+
+        # ------------------------------------------------------------------ handlers
+        def on_load(request: gr.Request) -> dict[Any, Any]:
+            try:
+                s = session(request)
+                s.viewport  # noqa: B018 - starts the session's viser server
+                return {viewport: viewport_html(s.token)}
+            except USER_ERRORS as exc:
+                return {viewport: f"<p>{html.escape(str(exc))}</p>", status: fail(exc)}
+
+        def on_unload(request: gr.Request) -> None:
+            manager.close(request.session_hash)
+
+        def after_start(s: Session, summary) -> dict[Any, Any]:
+            paths = summary.official_paths
+            return {
+                status: summary.message, viewport: viewport_html(s.token),
+                official: gr.update(choices=paths, value=paths[0] if paths else None),
+                mode: s.editor.mode, preset: s.editor.preset, amount: s.editor.amount,
+                gallery: [], current: None, progress: "", stats: plots.memory_figure([]), shown: -1,
+            }
+
+        def on_load_sample(name: str, size_v: str, depth_v: str, gen_v: str, request: gr.Request) -> dict[Any, Any]:
+            try:
+                s = session(request)
+                w, h = WORKING_SIZES.get(size_v, WORKING_SIZES[config.default_size])
+                return after_start(s, s.load(load_sample(name, w, h), size_v, depth_v, gen_v))
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def on_upload(image_file: str | None, depth_file: str | None, size_v: str, depth_v: str, gen_v: str,
+                      request: gr.Request) -> dict[Any, Any]:
+            try:
+                if not image_file:
+                    raise ValueError("choose an image file to upload")
+                s = session(request)
+                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v))
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def on_path(mode_v: str, preset_v: str, amount_v: float, guard_v: bool, n: int, request: gr.Request) -> str:
+            try:
+                msg = session(request).set_path(mode_v, preset_v, amount_v, guard_v, int(n))
+                return msg or f"Path: {preset_v if mode_v == 'preset' else 'keyframes'}, {int(n)} frames (previewed in blue)."
+            except USER_ERRORS as exc:
+                return fail(exc)
+
+        def on_official(name: str | None, request: gr.Request) -> dict[Any, Any]:
+            try:
+                s = session(request)
+                if s.bundle is None or not name:
+                    raise ValueError("load an official example first")
+                cams = next(p.cameras for p in s.bundle.paths if p.name == name)
+                msg = s.use_cameras(cams)
+                return {status: msg or f"Official path '{name}' loaded as keyframes.", mode: "keyframes",
+                        num_frames: s.num_frames}
+            except (*USER_ERRORS, StopIteration) as exc:
+                return {status: fail(ValueError(f"no official path {name!r}") if isinstance(exc, StopIteration) else exc)}
+
+        def on_import(path: str | None, request: gr.Request) -> dict[Any, Any]:
+            if not path:
+                return {}
+            try:
+                s = session(request)
+                msg = s.use_cameras(read_path_file(path))
+                return {status: msg or "Camera path imported as keyframes.", mode: "keyframes", num_frames: s.num_frames}
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def stream_outputs(u: StreamUpdate) -> dict[Any, Any]:
+            out: dict[Any, Any] = {
+                progress: f"**{u.status}**", gallery: u.frame_files, stats: plots.memory_figure(u.history),
+            }
+            if u.frame is not None:
+                out[current] = str(u.frame.file)
+                out[shown] = u.frame.frame_id
+            if u.done:
+                out[status] = u.status
+            return out
+
+        def on_generate(mode_v: str, preset_v: str, amount_v: float, guard_v: bool, n: int,
+                        request: gr.Request) -> Iterator[dict[Any, Any]]:
+            try:
+                s = session(request)
+                s.set_path(mode_v, preset_v, amount_v, guard_v, int(n))
+                for u in s.generate(int(n)):
+                    yield stream_outputs(u)
+            except USER_ERRORS as exc:
+                yield {status: fail(exc)}
+
+        def on_cancel(request: gr.Request) -> str:
+            s = manager.peek(request.session_hash)
+            if s is not None and s.busy:
+                s.cancel()
+                return "Cancelling after the current frame..."
+            return "Nothing is running."
+
+        def on_undo(request: gr.Request) -> dict[Any, Any]:
+            try:
+                s = session(request)
+                msg = s.undo()
+                files_ = [str(r.file) for r in s.frames]
+                return {status: msg, gallery: files_, stats: plots.memory_figure(s.history),
+                        current: files_[-1] if files_ else None, progress: ""}
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def on_reset(size_v: str, depth_v: str, gen_v: str, request: gr.Request) -> dict[Any, Any]:
+            try:
+                s = session(request)
+                return after_start(s, s.reset(size_v, depth_v, gen_v))
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def on_export(request: gr.Request) -> dict[Any, Any]:
+            try:
+                out = session(request).export()
+                return {files: out.as_list(), status: "Downloads ready."}
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def attention_outputs(s: Session, frame_id: int, x: float, y: float, truth: bool) -> dict[Any, Any]:
+            r = s.attention_at(frame_id, x, y)
+            out: dict[Any, Any] = {
+                att_msg: r.message, att_query: r.marked, att_overlays: r.overlays,
+                att_heat: plots.attention_heatmap(r.heat_frames, r.heat, r.grid, f"frame {r.frame.frame_id}, pixel ({x:.0f}, {y:.0f})")
+                if r.heat.size else None,
+            }
+            if truth:
+                gt, err, psnr = s.truth_of(r.frame.frame_id)
+                out.update({truth_img: gt, error_img: err})
+                out[att_msg] = r.message + f" Frame PSNR against the ground truth: {psnr:.2f} dB."
+            return out
+
+        def on_select_pixel(frame_id: float, truth: bool, evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            try:
+                x, y = evt.index
+                return attention_outputs(session(request), int(frame_id), float(x), float(y), truth)
+            except USER_ERRORS as exc:
+                return {att_msg: fail(exc)}
+
+        def on_attention_api(frame_id: float, x: float, y: float, truth: bool, request: gr.Request) -> dict[Any, Any]:
+            try:
+                return attention_outputs(session(request), int(frame_id), float(x), float(y), truth)
+            except USER_ERRORS as exc:
+                return {att_msg: fail(exc)}
+
+        def on_gallery_select(evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            s = manager.peek(request.session_hash)
+            if s is None or not s.frames or evt.index is None or not 0 <= int(evt.index) < len(s.frames):
+                return {}
+            rec = s.frames[int(evt.index)]
+            return {current: str(rec.file), shown: rec.frame_id}
+
+        # ------------------------------------------------------------------ wiring
+        start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown]
+        demo.load(on_load, outputs=[viewport, status], api_name=False)
+        demo.unload(on_unload)
+        load_btn.click(on_load_sample, [sample, size, depth_backend, generator], start_outputs, api_name="load_sample")
+        up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator], start_outputs, api_name="load_upload")
+        path_inputs = [mode, preset, amount, guard, num_frames]
+        preview_btn.click(on_path, path_inputs, status, api_name="set_path")
+        official_btn.click(on_official, official, [status, mode, num_frames], api_name="use_official_path")
+        path_file.upload(on_import, path_file, [status, mode, num_frames], api_name="import_path")
+        gen_event = gen_btn.click(on_generate, path_inputs, [progress, gallery, stats, current, shown, status],
+                                  api_name="generate", concurrency_id="generate")
+        cancel_btn.click(on_cancel, None, progress, api_name="cancel", concurrency_limit=None)
+        undo_btn.click(on_undo, None, [status, gallery, stats, current, progress], api_name="undo")
+        reset_btn.click(on_reset, [size, depth_backend, generator], start_outputs, api_name="reset")
+        export_btn.click(on_export, None, [files, status], api_name="export")
+        att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
+        current.select(on_select_pixel, [shown, truth_box], att_outputs, api_name=False)
+        gallery.select(on_gallery_select, None, [current, shown], api_name=False)
+        att_api = gr.Button(visible=False)
+        att_x = gr.Number(visible=False)
+        att_y = gr.Number(visible=False)
+        att_api.click(on_attention_api, [shown, att_x, att_y, truth_box], att_outputs, api_name="attention")
+        del gen_event
+    return demo
+
+

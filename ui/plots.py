@@ -1,0 +1,79 @@
+"""Plotly figures of the page: memory statistics per step and the attention heatmap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from worldstereo.pipeline import MemoryStats
+
+
+@dataclass(frozen=True)
+class StatsPoint:
+    """Memory statistics after one generated frame, with its global frame id and path index."""
+
+    frame_id: int
+    path_index: int
+    stats: MemoryStats
+
+
+def memory_figure(history: Sequence[StatsPoint]) -> go.Figure:
+    """Two panels over the generated frames (x = frame id): GGM points (total line; added, merged, evicted bars)
+    and SSM (occupancy line in %; tokens added and evicted bars)."""
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+        subplot_titles=("Global-Geometric Memory (points)", "Spatial-Stereo Memory"),
+        specs=[[{"secondary_y": True}], [{"secondary_y": True}]],
+    )
+    x = [h.frame_id for h in history]
+    s = [h.stats for h in history]
+    fig.add_trace(go.Bar(x=x, y=[m.points_added for m in s], name="added", marker_color="#2ca02c"), row=1, col=1)
+    fig.add_trace(go.Bar(x=x, y=[m.points_merged for m in s], name="merged", marker_color="#1f77b4"), row=1, col=1)
+    fig.add_trace(go.Bar(x=x, y=[m.points_evicted for m in s], name="evicted", marker_color="#d62728"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(x=x, y=[m.points_total for m in s], name="total", mode="lines+markers", line_color="#333"),
+        row=1, col=1, secondary_y=True,
+    )
+    fig.add_trace(go.Bar(x=x, y=[m.ssm_added for m in s], name="tokens added", marker_color="#9467bd"), row=2, col=1)
+    fig.add_trace(go.Bar(x=x, y=[m.ssm_evicted for m in s], name="tokens evicted", marker_color="#ff7f0e"), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(x=x, y=[100.0 * m.ssm_occupancy for m in s], name="occupancy %", mode="lines+markers", line_color="#8c564b"),
+        row=2, col=1, secondary_y=True,
+    )
+    fig.update_layout(barmode="group", height=420, margin={"l": 40, "r": 40, "t": 40, "b": 30}, legend={"orientation": "h"})
+    fig.update_xaxes(title_text="frame id", row=2, col=1)
+    fig.update_yaxes(title_text="total", row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="occupancy %", range=[0, 100], row=2, col=1, secondary_y=True)
+    return fig
+
+
+def attention_heatmap(frame_ids: Sequence[int], weights: np.ndarray, grid: tuple[int, int], title: str) -> go.Figure:
+    """Heatmap over the memory bank grouped by keyframe: one row per stored keyframe, one column per token
+    (row-major patch index ``r * cols + c``), colour = attention weight of the query token on that entry.
+
+    Args:
+        frame_ids: (F,) keyframe ids (row labels).
+        weights: (F, rows * cols) weights.
+        grid: (rows, cols) token grid of the keyframes.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] != len(frame_ids):
+        raise ValueError(f"weights must have shape ({len(frame_ids)}, T), got {w.shape}")
+    rows, cols = grid
+    fig = go.Figure(
+        go.Heatmap(
+            z=w, x=np.arange(w.shape[1]), y=[f"frame {f}" for f in frame_ids], colorscale="Inferno",
+            zmin=0.0, zmax=max(float(w.max()), 1e-6) if w.size else 1.0,
+            hovertemplate="%{y}, token %{x}<extra>weight %{z:.3f}</extra>",
+            customdata=None,
+        )
+    )
+    fig.update_layout(
+        title=title, height=120 + 28 * max(len(frame_ids), 1), margin={"l": 80, "r": 20, "t": 40, "b": 40},
+        xaxis_title=f"token (row-major on the {rows}x{cols} patch grid)",
+    )
+    return fig

@@ -1,0 +1,102 @@
+"""Inputs of the explorer: the official examples and the procedural scenes (one click), or an upload.
+
+Every loader returns an :class:`InputBundle`: the image at its own size, an optional depth map and camera
+at that size, the procedural scene (for ground truth) and the official camera paths that come with it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from worldstereo.camera import CameraParameters
+from worldstereo.formats import NamedCameras, read_example_folder
+from worldstereo.imageio_utils import load_image
+from worldstereo.scenes import get_scene, list_scenes
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = REPO / "assets" / "examples"
+SCENE_PREFIX = "scene: "
+EXAMPLE_PREFIX = "example: "
+
+
+@dataclass
+class InputBundle:
+    """One input of an exploration.
+
+    Attributes:
+        label: what the page calls it.
+        image: (H, W, 3) uint8.
+        depth: (H, W) float32 camera z (0 = unknown) or None (then the depth backend estimates it).
+        camera: its camera (B = 1, size W x H) or None.
+        scene: procedural scene name (ground truth available) or None.
+        paths: official camera paths shipped with the input (may be empty).
+    """
+
+    label: str
+    image: np.ndarray
+    depth: np.ndarray | None = None
+    camera: CameraParameters | None = None
+    scene: str | None = None
+    paths: list[NamedCameras] = field(default_factory=list)
+
+
+def _example_dirs() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for group in ("reconstruction", "images"):
+        root = EXAMPLES_DIR / group
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / "image.png").is_file():
+                    out[d.name] = d
+    return out
+
+
+def list_samples() -> list[str]:
+    """Names shown in the sample picker: procedural scenes first, then the official examples."""
+    return [SCENE_PREFIX + s for s in list_scenes()] + [EXAMPLE_PREFIX + n for n in _example_dirs()]
+
+
+@functools.lru_cache(maxsize=12)
+def _scene_view(name: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray, CameraParameters]:
+    view = get_scene(name).start_view(width, height, antialias=2)
+    img = (view.image[0].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).byte().numpy()
+    return img, view.depth[0, 0].numpy(), view.camera
+
+
+def load_sample(name: str, width: int, height: int) -> InputBundle:
+    """Load a sample by its picker name. Procedural scenes are rendered at ``width x height`` (their exact
+    depth and camera come with them); examples keep their file size (the model resizes)."""
+    if name.startswith(SCENE_PREFIX):
+        scene = name[len(SCENE_PREFIX):]
+        img, depth, cam = _scene_view(scene, width, height)
+        return InputBundle(name, img.copy(), depth.copy(), cam, scene=scene)
+    if name.startswith(EXAMPLE_PREFIX):
+        dirs = _example_dirs()
+        key = name[len(EXAMPLE_PREFIX):]
+        if key not in dirs:
+            raise ValueError(f"unknown example {key!r}; choose from {sorted(dirs)}")
+        ex = read_example_folder(dirs[key])
+        first = ex.paths[0].cameras[0] if ex.paths else None
+        camera = first.to(dtype=first.intrinsics.dtype) if first is not None else None
+        return InputBundle(name, ex.image, None, camera, None, list(ex.paths))
+    raise ValueError(f"unknown sample {name!r}; choose from {list_samples()}")
+
+
+def load_upload(image_path: str | Path, depth_path: str | Path | None = None) -> InputBundle:
+    """An uploaded image (validated by ``load_image``) and optional depth map (``load_depth_map``)."""
+    from worldstereo.backends.depth_file import load_depth_map
+
+    img = load_image(image_path)
+    depth = None
+    if depth_path is not None:
+        depth = load_depth_map(depth_path)
+        if depth.shape != img.shape[:2]:
+            raise ValueError(
+                f"depth map is {depth.shape[1]}x{depth.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}; "
+                "they must have the same size"
+            )
+    return InputBundle(Path(image_path).name, img, depth, None, None, [])

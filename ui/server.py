@@ -1,0 +1,57 @@
+"""The one ASGI app: FastAPI with the viser proxy routes and the Gradio page mounted at ``/``; ``serve()``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+
+from ui.config import AppConfig
+from ui.page import build_page
+from ui.sessions import SessionManager
+from ui.viser_proxy import add_viser_proxy
+
+
+@dataclass
+class ExplorerApp:
+    """The composed app and what it is made of."""
+
+    app: FastAPI
+    demo: gr.Blocks
+    sessions: SessionManager
+    config: AppConfig
+
+
+def build_app(config: AppConfig | None = None) -> ExplorerApp:
+    """FastAPI app = viser proxy under ``/viser/<token>/`` + the Gradio page at ``/`` (one port)."""
+    config = config or AppConfig()
+    sessions = SessionManager(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sessions.start_reaper()
+        try:
+            yield
+        finally:
+            sessions.shutdown()
+
+    app = FastAPI(lifespan=lifespan)
+    add_viser_proxy(app, sessions.port_for_token)
+    demo = build_page(sessions, config)
+    demo.queue(default_concurrency_limit=config.generation_concurrency, max_size=4 * config.max_sessions)
+    app = gr.mount_gradio_app(
+        app, demo, path="", allowed_paths=[str(config.temp_root)], max_file_size=f"{config.max_upload_mb}mb",
+        ssr_mode=False, server_name=config.host, server_port=config.port, footer_links=["api"],
+    )
+    return ExplorerApp(app, demo, sessions, config)
+
+
+def serve(config: AppConfig) -> None:
+    """Run the app with uvicorn on ``config.host:config.port`` (blocks)."""
+    built = build_app(config)
+    print(f"WorldStereo Explorer on http://{config.host}:{config.port}")
+    uvicorn.run(built.app, host=config.host, port=config.port, log_level="warning", ws="websockets-sansio")

@@ -1,0 +1,309 @@
+"""The 3D viewport of one session: a viser server and what its scene shows.
+
+Scene tree (viser node names):
+
+* ``/ggm/points``: level-of-detail subset of the Global-Geometric Memory (``lod.view_subset``);
+  ``/ggm/recent/<k>``: points added since the last full refresh; ``/ggm/new``: the last frame's new points,
+  highlighted until the next frame.
+* ``/frames/f<frame id>``: a frustum per generated frame, textured with the frame (keyframes outlined orange).
+* ``/path/preview/...``: the camera path to be generated (frustums at exactly the cameras that will be generated,
+  and a curve); ``/path/keys/k<i>``: a transform gizmo per editor keyframe.
+* ``/attention/...``: lines from a query point to the memory correspondences it attended to.
+
+Cameras are OpenCV (x right, y down, z forward), poses camera-to-world; viser uses the same convention for
+frustums and for the client camera (``wxyz`` is the camera-to-world rotation).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import viser
+import viser.transforms as vtf
+
+from ui.lod import ViewCloud, colors_uint8, view_subset
+from worldstereo.camera import CameraParameters
+
+HIGHLIGHT = np.array([255, 230, 40], dtype=np.uint8)
+KEYFRAME_COLOR = (255, 140, 0)
+FRAME_COLOR = (60, 60, 60)
+PREVIEW_COLOR = (30, 120, 255)
+RECENT_LIMIT = 60_000
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pose_of(camera: CameraParameters, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(wxyz (4,), position (3,)) of camera ``index``'s camera-to-world pose (viser's frustum/camera convention)."""
+    T = camera.c2w[index].detach().cpu().double().numpy()
+    return vtf.SO3.from_matrix(T[:3, :3]).wxyz, T[:3, 3]
+
+
+def pose_matrix(wxyz: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(4, 4) camera-to-world from viser's (wxyz, position)."""
+    T = np.eye(4)
+    T[:3, :3] = vtf.SO3(np.asarray(wxyz, dtype=np.float64)).as_matrix()
+    T[:3, 3] = np.asarray(position, dtype=np.float64)
+    return T
+
+
+def thumbnail(image: np.ndarray, max_width: int = 160) -> np.ndarray:
+    """(H, W, 3) uint8 downscaled to at most ``max_width`` wide (texture of a frustum)."""
+    h, w = image.shape[:2]
+    if w <= max_width:
+        return image
+    return cv2.resize(image, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class EditorCallbacks:
+    """What the viewport's path-editor panel calls (all short; the logic lives in ``ui.path_editor``)."""
+
+    add_from_view: Callable[[np.ndarray, float], None]
+    """(T_world_camera (4, 4), fov_y radians) of the client camera."""
+    move: Callable[[int, np.ndarray], None]
+    delete_selected: Callable[[], None]
+    reorder_selected: Callable[[int], None]
+    set_fov_selected: Callable[[float], None]
+    select: Callable[[int], None]
+    play: Callable[[], None]
+
+
+class Viewport:
+    """One viser server (loopback only) and the scene of one session."""
+
+    def __init__(self, max_points: int = 300_000) -> None:
+        self.max_points = max_points
+        self.server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+        self.port = self.server.get_port()
+        self.scene_scale = 1.0
+        self._recent: list[str] = []
+        self._recent_points = 0
+        self._key_handles: list[viser.TransformControlsHandle] = []
+        self._lock = threading.RLock()
+        self.shown_points = 0
+        self._fov_slider: viser.GuiSliderHandle | None = None
+        self._playing = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self._playing.clear()
+        self.server.stop()
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.server.get_clients())
+
+    # ------------------------------------------------------------------ scene
+    def reset(self, start_camera: CameraParameters, start_image: np.ndarray, scene_depth: float, up: np.ndarray) -> None:
+        """Clear the scene for a new exploration: world up, start frustum, initial view behind the start camera."""
+        with self._lock:
+            self.server.scene.reset()
+            self._recent, self._recent_points, self._key_handles = [], 0, []
+            self.scene_scale = float(scene_depth)
+            self.server.scene.set_up_direction(tuple(float(v) for v in up))
+            wxyz, pos = pose_of(start_camera)
+            T = start_camera.c2w[0].double().numpy()
+            forward, up_v = T[:3, 2], np.asarray(up, dtype=np.float64)
+            eye = pos - 0.6 * scene_depth * forward + 0.35 * scene_depth * up_v
+            look = pos + scene_depth * forward
+            for target in [self.server.initial_camera, *[c.camera for c in self.server.get_clients().values()]]:
+                target.up = tuple(up_v)
+                target.position = tuple(eye)
+                target.look_at = tuple(look)
+            self.add_frame(0, start_camera, start_image, keyframe=True)
+
+    def show_cloud(self, points: torch.Tensor, colors: torch.Tensor) -> ViewCloud:
+        """Replace the whole cloud by its LOD subset (drops the recent/new chunks)."""
+        cloud = view_subset(points, colors, self.max_points)
+        with self._lock:
+            for name in self._recent:
+                self.server.scene.remove_by_name(name)
+            self._recent, self._recent_points = [], 0
+            self.server.scene.remove_by_name("/ggm/new")
+            self.server.scene.add_point_cloud(
+                "/ggm/points", cloud.points, cloud.colors, point_size=self.point_size, precision="float32"
+            )
+            self.shown_points = len(cloud.points)
+        return cloud
+
+    @property
+    def point_size(self) -> float:
+        return 0.006 * self.scene_scale
+
+    def show_new_points(self, key: int, points: torch.Tensor, colors: torch.Tensor, total: int) -> None:
+        """Show the points a frame added, highlighted, and settle the previous highlight into true colours.
+
+        ``total`` is the memory's point count; the shown count stays within ``max_points``.
+        """
+        with self._lock:
+            budget = max(self.max_points - self.shown_points, 0)
+            cloud = view_subset(points, colors, max(min(budget, len(points)), 1)) if len(points) else None
+            self.server.scene.remove_by_name("/ggm/new")
+            if cloud is None or budget == 0:
+                return
+            name = f"/ggm/recent/{key}"
+            self.server.scene.add_point_cloud(name, cloud.points, cloud.colors, point_size=self.point_size, precision="float32")
+            self._recent.append(name)
+            self._recent_points += len(cloud.points)
+            self.shown_points += len(cloud.points)
+            hl = ((cloud.colors.astype(np.uint16) + HIGHLIGHT) // 2).astype(np.uint8)
+            self.server.scene.add_point_cloud(
+                "/ggm/new", cloud.points, hl, point_size=1.8 * self.point_size, precision="float32"
+            )
+
+    @property
+    def needs_refresh(self) -> bool:
+        return self._recent_points > RECENT_LIMIT
+
+    def add_frame(self, frame_id: int, camera: CameraParameters, image: np.ndarray, keyframe: bool) -> None:
+        """A frustum textured with the frame at its camera."""
+        wxyz, pos = pose_of(camera)
+        fov = float(camera.fov_y[0])
+        self.server.scene.add_camera_frustum(
+            f"/frames/f{frame_id}", fov=fov, aspect=camera.width / camera.height, scale=0.08 * self.scene_scale,
+            image=thumbnail(image), format="jpeg", jpeg_quality=80, wxyz=wxyz, position=pos,
+            color=KEYFRAME_COLOR if keyframe else FRAME_COLOR, thickness=0.003 * self.scene_scale,
+        )
+
+    def remove_frames(self, frame_ids: list[int]) -> None:
+        for f in frame_ids:
+            self.server.scene.remove_by_name(f"/frames/f{f}")
+
+    # ------------------------------------------------------------------ path preview and editor
+    def show_path(self, cameras: CameraParameters, curve: np.ndarray | None = None) -> None:
+        """Frustums at exactly ``cameras`` and a curve through ``curve`` (M, 3) (default: the camera centres)."""
+        with self._lock:
+            self.server.scene.remove_by_name("/path/preview")
+            n = len(cameras)
+            step = max(1, n // 12)
+            for i in range(0, n, step):
+                wxyz, pos = pose_of(cameras, i)
+                self.server.scene.add_camera_frustum(
+                    f"/path/preview/f{i}", fov=float(cameras.fov_y[i]), aspect=cameras.width / cameras.height,
+                    scale=0.05 * self.scene_scale, wxyz=wxyz, position=pos, color=PREVIEW_COLOR,
+                    thickness=0.002 * self.scene_scale,
+                )
+            c = cameras.camera_centers.detach().cpu().double().numpy() if curve is None or len(curve) < 2 else curve
+            if len(c) >= 2:
+                seg = np.stack([c[:-1], c[1:]], axis=1).astype(np.float32)
+                self.server.scene.add_line_segments(
+                    "/path/preview/curve", seg, PREVIEW_COLOR, thickness=0.004 * self.scene_scale
+                )
+
+    def clear_path(self) -> None:
+        self.server.scene.remove_by_name("/path/preview")
+
+    def show_keyframes(self, keyframes: list[tuple[np.ndarray, float]], selected: int | None, on_move: Callable[[int, np.ndarray], None], on_select: Callable[[int], None]) -> None:
+        """A transform gizmo per keyframe ``(T_world_camera, fov_y)``; drags call ``on_move(i, T)``."""
+        with self._lock:
+            self.server.scene.remove_by_name("/path/keys")
+            self._key_handles = []
+            for i, (T, fov) in enumerate(keyframes):
+                wxyz = vtf.SO3.from_matrix(T[:3, :3]).wxyz
+                handle = self.server.scene.add_transform_controls(
+                    f"/path/keys/k{i}", scale=0.12 * self.scene_scale, wxyz=wxyz, position=T[:3, 3],
+                    opacity=1.0 if i == selected else 0.6,
+                )
+                self.server.scene.add_camera_frustum(
+                    f"/path/keys/k{i}/frustum", fov=fov, aspect=4 / 3, scale=0.06 * self.scene_scale,
+                    color=(255, 40, 40) if i == selected else (200, 90, 90), thickness=0.003 * self.scene_scale,
+                )
+
+                def _moved(event: viser.TransformControlsEvent, i: int = i) -> None:
+                    on_select(i)
+                    on_move(i, pose_matrix(event.target.wxyz, event.target.position))
+
+                handle.on_update(_moved)
+                self._key_handles.append(handle)
+
+    def client_view(self) -> tuple[np.ndarray, float] | None:
+        """(T_world_camera (4, 4), vertical fov) of the first connected client's camera, or None."""
+        clients = list(self.server.get_clients().values())
+        if not clients:
+            return None
+        cam = clients[0].camera
+        return pose_matrix(cam.wxyz, cam.position), float(cam.fov)
+
+    def play(self, cameras: CameraParameters, fps: float = 8.0) -> None:
+        """Fly every client's camera along ``cameras`` (in a background thread)."""
+        poses = [pose_of(cameras, i) for i in range(len(cameras))]
+        fovs = [float(f) for f in cameras.fov_y]
+        self._playing.set()
+
+        def run() -> None:
+            for (wxyz, pos), fov in zip(poses, fovs, strict=True):
+                if not self._playing.is_set():
+                    return
+                for client in self.server.get_clients().values():
+                    with client.atomic():
+                        client.camera.wxyz = wxyz
+                        client.camera.position = pos
+                        client.camera.fov = fov
+                time.sleep(1.0 / fps)
+            self._playing.clear()
+
+        threading.Thread(target=run, daemon=True, name="viewport-play").start()
+
+    def build_editor_panel(self, cb: EditorCallbacks) -> None:
+        """The camera-path editor panel of the viewport (GUI on the server: one viewport per session)."""
+        gui = self.server.gui
+        with gui.add_folder("Camera path"):
+            gui.add_markdown("Keyframes: add from the current view, drag the gizmos; Generate uses this path "
+                             "when the page's path source is *keyframes*.")
+            add = gui.add_button("Add keyframe from view", icon=viser.Icon.CAMERA_PLUS)
+            delete = gui.add_button("Delete selected", icon=viser.Icon.TRASH)
+            earlier = gui.add_button("Move earlier")
+            later = gui.add_button("Move later")
+            self._fov_slider = gui.add_slider("Keyframe FOV (deg)", min=15.0, max=120.0, step=1.0, initial_value=60.0)
+            play = gui.add_button("Play path", icon=viser.Icon.PLAYER_PLAY)
+
+        @add.on_click
+        def _(_: viser.GuiEvent) -> None:
+            view = self.client_view()
+            if view is not None:
+                cb.add_from_view(view[0], view[1])
+
+        delete.on_click(lambda _: cb.delete_selected())
+        earlier.on_click(lambda _: cb.reorder_selected(-1))
+        later.on_click(lambda _: cb.reorder_selected(+1))
+        self._fov_slider.on_update(lambda _: cb.set_fov_selected(np.radians(self._fov_slider.value)))
+        play.on_click(lambda _: cb.play())
+
+    # ------------------------------------------------------------------ attention
+    def show_attention(self, query: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
+        """Lines from ``query`` (3,) to ``targets`` (k, 3), coloured by ``weights`` (k,) (inferno-like ramp)."""
+        with self._lock:
+            self.server.scene.remove_by_name("/attention")
+            ok = np.isfinite(targets).all(axis=1) & (weights > 0)
+            if not np.isfinite(query).all() or not ok.any():
+                return
+            t, w = targets[ok], weights[ok]
+            wn = w / max(float(w.max()), 1e-9)
+            ramp = cv2.applyColorMap((wn * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
+            seg = np.stack([np.repeat(query[None], len(t), 0), t], axis=1).astype(np.float32)
+            cols = np.repeat(ramp[:, None, :], 2, axis=1).astype(np.uint8)
+            self.server.scene.add_line_segments("/attention/lines", seg, cols, thickness=0.004 * self.scene_scale)
+            self.server.scene.add_point_cloud(
+                "/attention/query", query[None].astype(np.float32), np.array([[0, 255, 255]], np.uint8),
+                point_size=4 * self.point_size, precision="float32",
+            )
+            self.server.scene.add_point_cloud(
+                "/attention/targets", t.astype(np.float32), colors_uint8(ramp), point_size=3 * self.point_size,
+                precision="float32",
+            )
+
+    def clear_attention(self) -> None:
+        self.server.scene.remove_by_name("/attention")
