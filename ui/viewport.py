@@ -96,6 +96,8 @@ class Viewport:
         self.shown_points = 0
         self._fov_slider: viser.GuiSliderHandle | None = None
         self._playing = threading.Event()
+        self.previewed: CameraParameters | None = None
+        """The cameras of the last path preview (exactly what the viewport drew)."""
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -187,6 +189,7 @@ class Viewport:
         """Frustums at exactly ``cameras`` and a curve through ``curve`` (M, 3) (default: the camera centres)."""
         with self._lock:
             self.server.scene.remove_by_name("/path/preview")
+            self.previewed = cameras
             n = len(cameras)
             step = max(1, n // 12)
             for i in range(0, n, step):

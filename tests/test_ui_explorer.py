@@ -1,0 +1,192 @@
+"""Explorer sessions without a browser: preview == generation, cancel/undo/continue, downloads, isolation."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from ui import path_editor as pe
+from ui.attention_view import PixelAttention, bank_weights, error_map
+from ui.config import AppConfig
+from ui.lod import view_subset
+from ui.samples import InputBundle
+from ui.sessions import SessionLimitError, SessionManager
+from worldstereo.formats import read_camera_json, read_point_cloud
+from worldstereo.model import WorldStereo
+
+
+def bundle() -> InputBundle:
+    rng = np.random.default_rng(0)
+    h, w = 192, 256
+    img = (rng.random((h // 8, w // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    depth = np.full((h, w), 2.0, np.float32) + np.linspace(0, 0.5, h, dtype=np.float32)[:, None]
+    return InputBundle("synthetic", img, depth)
+
+
+@pytest.fixture
+def manager(tmp_path):
+    m = SessionManager(AppConfig(temp_root=tmp_path / "sessions", max_sessions=2, max_view_points=5000))
+    yield m
+    m.shutdown()
+
+
+def cams_equal(a, b) -> bool:
+    return torch.equal(a.extrinsics.float(), b.extrinsics.float()) and torch.equal(a.intrinsics.float(), b.intrinsics.float())
+
+
+def test_previewed_path_is_the_generated_path(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    s.set_path("preset", "orbit_right", 0.1, True, 3)
+    previewed = s.viewport.previewed
+    steps = [u for u in s.generate(3) if not u.done]
+    generated = torch.cat([u.frame.camera.extrinsics for u in steps])
+    assert len(steps) == 3 and torch.equal(generated.float(), previewed.extrinsics.float())
+    # keyframe mode: add two keyframes from poses and compare again
+    base = s.model.start_camera.c2w[0].double().numpy()
+    moved = base.copy()
+    moved[0, 3] += 0.1
+    s.editor = pe.add_keyframe(pe.add_keyframe(pe.PathEditorState(), base, math.radians(60)), moved, math.radians(60))
+    s.set_path("keyframes", "orbit_right", 0.1, True, 2)
+    previewed = s.viewport.previewed
+    steps = [u for u in s.generate(2) if not u.done]
+    assert torch.equal(torch.cat([u.frame.camera.extrinsics for u in steps]).float(), previewed.extrinsics.float())
+    assert cams_equal(previewed, trajectory_sample(s.editor, 2))
+
+
+def trajectory_sample(editor, n):
+    from worldstereo import trajectory
+
+    return trajectory.Path(list(editor.keyframes)).sample(n, 256, 192)
+
+
+def test_cancel_keeps_memories_consistent_then_continue_and_undo(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    s.set_path("preset", "orbit_right", 0.1, False, 5)
+    updates = []
+    for u in s.generate(5):
+        updates.append(u)
+        if len(updates) == 2:
+            s.cancel()
+    final = updates[-1]
+    assert final.done and final.cancelled and len(s.frames) == 2
+    assert s.model.ggm.num_points == final.history[-1].stats.points_total
+    assert len(s.model.paths) == 1 and s.model.frame_counter == 3
+    after_first = s.model.ggm.num_points
+    # another path continues with the same memories (path index 1, frame ids go on)
+    ups = list(s.generate(2))
+    assert ups[0].frame.path_index == 1 and ups[0].frame.frame_id == 3 and ups[-1].done and not ups[-1].cancelled
+    assert s.model.ggm.num_points >= after_first
+    msg = s.undo()
+    assert "Undone path 2" in msg and s.model.ggm.num_points == after_first and len(s.model.paths) == 1
+    assert sorted(s.records) == [1, 2] and [h.frame_id for h in s.history] == [1, 2]
+
+
+def test_downloads_are_valid_files(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    s.set_path("preset", "pan_right", 0.2, False, 3)
+    list(s.generate(3))
+    out = s.export()
+    assert all(p.parent == s.directory / "downloads" for p in (out.video, out.ply, out.glb, out.snapshot))
+    cloud = read_point_cloud(out.ply)
+    assert cloud.points.shape == (s.model.ggm.num_points, 3)
+    np.testing.assert_allclose(cloud.points, s.model.ggm.point_cloud.numpy(), atol=1e-5)
+    assert len(read_point_cloud(out.glb).points) == s.model.ggm.num_points
+    cams, _ = read_camera_json(out.cameras)
+    assert torch.allclose(cams.extrinsics.float(), s.model.paths[0].extrinsics, atol=1e-6)
+    frames = imageio.mimread(out.video)
+    assert len(frames) == 3 and frames[0].shape[:2] == (192, 256)
+    with zipfile.ZipFile(out.snapshot) as zf:
+        zf.extractall(s.directory / "unzipped")
+    restored = WorldStereo.load(s.directory / "unzipped" / "snapshot")
+    assert restored.ggm.num_points == s.model.ggm.num_points and restored.frame_counter == s.model.frame_counter
+
+
+def test_sessions_are_isolated_bounded_and_freed(manager):
+    a, b = manager.get("a"), manager.get("b")
+    assert manager.get("a") is a
+    with pytest.raises(SessionLimitError, match="full"):
+        manager.get("c")
+    a.load(bundle(), "256x192")
+    b.load(bundle(), "256x192")
+    assert a.model is not b.model and a.directory != b.directory and a.token != b.token
+    assert a.viewer_port != b.viewer_port
+    assert manager.port_for_token(a.token) == a.viewer_port and manager.port_for_token("nope") is None
+    before_b = b.model.ggm.num_points
+    a.set_path("preset", "orbit_right", 0.1, False, 2)
+    list(a.generate(2))
+    assert b.model.ggm.num_points == before_b and not b.records and len(a.records) == 2
+    assert all(r.file.parent.parent == a.directory for r in a.records.values())
+    a_dir, a_token = a.directory, a.token
+    assert manager.close("a") and not a_dir.exists() and manager.port_for_token(a_token) is None
+    # the reaper frees idle sessions
+    assert manager.reap(now=b.last_seen + manager.config.session_idle_timeout_s + 1) == ["b"]
+    assert len(manager) == 0
+
+
+def test_bad_input_messages(manager, tmp_path):
+    s = manager.get("a")
+    with pytest.raises(ValueError, match="load a sample"):
+        s.current_path()
+    with pytest.raises(ValueError, match="oracle"):
+        s.load(bundle(), "256x192", generator="oracle")
+    with pytest.raises(ValueError, match="size"):
+        s.load(bundle(), "100x100")
+    s.load(bundle(), "256x192")
+    with pytest.raises(ValueError, match="frames"):
+        s.set_path("preset", "orbit_right", 0.1, False, 500)
+
+
+def test_view_subset_bounds_and_is_deterministic():
+    pts = torch.randn(1000, 3)
+    cols = torch.rand(1000, 3)
+    a = view_subset(pts, cols, 100)
+    b = view_subset(pts, cols, 100)
+    assert a.points.shape == (100, 3) and a.points.dtype == np.float32 and a.colors.dtype == np.uint8
+    assert a.total == 1000 and a.subsampled and np.array_equal(a.points, b.points)
+    # every shown point is a memory point, with its own colour
+    idx = [int(np.argmin(np.abs(pts.numpy() - p).sum(1))) for p in a.points[:10]]
+    np.testing.assert_allclose(pts.numpy()[idx], a.points[:10])
+    np.testing.assert_array_equal(np.rint(cols.numpy()[idx] * 255).astype(np.uint8), a.colors[:10])
+    full = view_subset(pts[:50], cols[:50], 100)
+    assert len(full.points) == 50 and not full.subsampled
+
+
+def test_bank_weights_places_entries_by_box():
+    att = PixelAttention(0, np.zeros(3), np.array([5, 7, 5, -1]), np.array([0.5, 0.3, 0.2, 0.0]),
+                         np.array([[16, 0, 32, 16], [0, 16, 16, 32], [0, 0, 16, 16], [0, 0, 0, 0]]), np.zeros((4, 3)))
+    w = bank_weights(att, [5, 7, 9], grid=(2, 3), patch_size=16)
+    expect = np.zeros((3, 6))
+    expect[0, 1], expect[0, 0], expect[1, 3] = 0.5, 0.2, 0.3
+    np.testing.assert_allclose(w, expect)
+
+
+def test_error_map_psnr():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = np.full((4, 4, 3), 51, np.uint8)  # error 0.2 everywhere: PSNR = -10 log10(0.04) = 13.98 dB
+    vis, psnr = error_map(a, b)
+    assert vis.shape == (4, 4, 3) and psnr == pytest.approx(13.9794, abs=1e-3)
+    assert error_map(a, a)[1] == float("inf")
+
+
+def test_config_from_env(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    monkeypatch.setenv("WORLDSTEREO_MAX_SESSIONS", "3")
+    cfg = AppConfig.from_args([])
+    assert (cfg.host, cfg.port, cfg.max_sessions) == ("0.0.0.0", 7999, 3)
+    assert AppConfig.from_args(["--port", "8001", "--host", "127.0.0.1"]).port == 8001
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    assert AppConfig.from_args([]).host == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "user/space")
+    assert AppConfig.from_args([]).host == "0.0.0.0"
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "abc")
+    with pytest.raises(ValueError, match="GRADIO_SERVER_PORT"):
+        AppConfig.from_args([])
