@@ -22,6 +22,7 @@ class BenchResult:
         reference_value: the same figure for the reference.
         ratio: how many times better ours is (reference / ours for times; > 1 is faster).
         aim: the target, in words, e.g. ``"<= 15 ms"``.
+        extra: further figures of the same run, in words (printed after the ratio).
     """
 
     name: str
@@ -31,9 +32,11 @@ class BenchResult:
     reference_value: float
     ratio: float
     aim: str = ""
+    extra: str = ""
 
     def line(self) -> str:
-        return f"{self.name}: {self.value:.3g} {self.unit} ({self.ratio:.2f}x vs {self.reference})"
+        tail = f"; {self.extra}" if self.extra else ""
+        return f"{self.name}: {self.value:.3g} {self.unit} ({self.ratio:.2f}x vs {self.reference}){tail}"
 
 
 def time_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:

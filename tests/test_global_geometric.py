@@ -102,6 +102,32 @@ def test_eviction_removes_points_seen_longest_ago():
     assert g.update(torch.tensor([[7.0, 0.005, 0]]), EYE)["num_merged"] == 1
 
 
+def test_observe_is_update_with_coincident_points_without_moving_them():
+    pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]])
+    cols = torch.rand(4, 3)
+    a, b = small(), small()
+    a.initialize(pts, colors=cols)
+    b.initialize(pts, colors=cols)
+    pose = pose_at([0.5, -1.0, -2.0])
+    out_a = a.observe(torch.tensor([1, 3, 3]), pose)  # duplicates count once
+    out_b = b.update(pts[[1, 3]], pose, colors=cols[[1, 3]])
+    assert out_a == out_b == {"num_added": 0, "num_merged": 2, "total_points": 4, "num_evicted": 0}
+    assert torch.equal(a.observation_counts, b.observation_counts)
+    assert torch.equal(a.last_seen, b.last_seen)
+    torch.testing.assert_close(a.observer_centers, b.observer_centers)
+    assert torch.equal(a.point_cloud, pts) and torch.equal(a.point_colors, cols)
+    # last-seen decides eviction: observed points survive, the others go first
+    c = small(max_points=4)
+    c.initialize(pts)
+    c.observe(torch.tensor([0, 2]), EYE)
+    c.update(torch.tensor([[9.0, 0, 0], [10.0, 0, 0]]), EYE)
+    assert c.point_cloud[:, 0].tolist() == pytest.approx([0.0, 2.0, 9.0, 10.0])
+    with pytest.raises(ValueError, match="indices"):
+        c.observe(torch.tensor([4]), EYE)
+    with pytest.raises(ValueError, match="indices"):
+        c.observe(torch.tensor([[0]]), EYE)
+
+
 def test_initialize_past_capacity_keeps_an_even_subset():
     g = small(max_points=3)
     g.initialize(torch.arange(7.0).unsqueeze(1).repeat(1, 3))

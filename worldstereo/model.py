@@ -143,14 +143,19 @@ class FrameObservation:
     Attributes:
         frame: the generator's output.
         camera: its camera (B = 1).
-        points: (P, 3) world points: new surface first, then re-observed GGM points.
+        points: (P, 3) world points of new surface.
         colors: (P, 3) their colours in [0, 1].
+        seen_ids: (S,) int64 indices of GGM points seen again.
+        evictions: the model's GGM eviction count when ``seen_ids`` were taken (ids are valid
+            only while no point has been evicted since).
     """
 
     frame: FrameResult
     camera: CameraParameters
     points: torch.Tensor
     colors: torch.Tensor
+    seen_ids: torch.Tensor
+    evictions: int
 
 
 @dataclass
@@ -212,6 +217,7 @@ class WorldStereo:
         self.paths: list[CameraParameters] = []
         self._previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None = None
         self._history: list[_State] = []
+        self._ggm_evictions = 0
 
     # ------------------------------------------------------------------ backends
     def _make_generator(self) -> FrameGenerator:
@@ -300,35 +306,41 @@ class WorldStereo:
     def observe(self, frame: FrameResult, camera: CameraParameters) -> FrameObservation:
         """What a generated frame tells the GGM, captured at generation time.
 
-        New surface (``frame.new_surface_mask``) becomes new points; GGM points that won a pixel of
-        the frame's GGM render are re-observed: they are sent with their own positions and colours
-        (a generated frame adds no information there), so the merge leaves them as they are, counts
-        the observation and refreshes their last-seen step (what eviction goes by).
+        New surface (``frame.new_surface_mask``) becomes new points. GGM points that won a pixel of
+        the frame's GGM render outside it were seen again: a generated frame adds no information
+        about them, so they are recorded as merged observations of themselves
+        (:meth:`GlobalGeometricMemory.observe`: count + 1, last-seen refreshed, nothing moved).
         """
         mask = frame.new_surface_mask & (frame.depth > 0)
         pts = camera.unproject(frame.depth.unsqueeze(0))[0][mask[0]].float()
         cols = frame.image.permute(1, 2, 0)[mask[0]]
+        seen = torch.zeros(0, dtype=torch.int64)
         ids = frame.ggm_point_ids
         if ids is not None and self.config.use_ggm:
-            sel = (ids >= 0) & ~mask[0]
-            if bool(sel.any()):
-                uniq = torch.unique(ids[sel])
-                pts = torch.cat([pts, self.ggm.point_cloud[uniq].float()])
-                cols = torch.cat([cols, self.ggm.point_colors[uniq].float()])
-        return FrameObservation(frame, camera, pts, cols)
+            hit = torch.bincount(ids[(ids >= 0) & ~mask[0]], minlength=self.ggm.num_points)
+            seen = torch.nonzero(hit).squeeze(1)
+        return FrameObservation(frame, camera, pts, cols, seen, self._ggm_evictions)
 
     def commit_frame(self, obs: FrameObservation, keyframe: bool, path_index: int, frame_id: int) -> dict[str, int]:
         """Feed one observed frame into both memories (what the pipeline does per ``update_frequency``).
 
-        The GGM receives ``obs.points`` (new surface + re-observed points); the SSM receives the
-        frame's tokens if ``keyframe``. Returns counts: ``num_added``, ``num_merged``, ``num_evicted``
-        (GGM points) and ``ssm_added``, ``ssm_evicted`` (tokens).
+        The GGM receives the new points and the re-observed points; the SSM receives the frame's
+        tokens if ``keyframe``. Returns counts: ``num_added``, ``num_merged``, ``num_evicted`` (GGM
+        points) and ``ssm_added``, ``ssm_evicted`` (tokens).
         """
         stats = {"num_added": 0, "num_merged": 0, "num_evicted": 0, "ssm_added": 0, "ssm_evicted": 0}
-        if self.config.use_ggm and obs.points.shape[0] > 0:
-            out = self.ggm.update(obs.points, obs.camera.w2c[0].float(), colors=obs.colors, merge_threshold=self.merge_threshold)
-            for k in ("num_added", "num_merged", "num_evicted"):
-                stats[k] = int(out.get(k, 0))
+        if self.config.use_ggm:
+            pose = obs.camera.w2c[0].float()
+            # ids taken before an eviction may name other points now (per_step commits): then that
+            # frame's re-observation is skipped rather than credited to the wrong points
+            if obs.seen_ids.numel() and obs.evictions == self._ggm_evictions:
+                stats["num_merged"] += self.ggm.observe(obs.seen_ids, pose)["num_merged"]
+            if obs.points.shape[0] > 0:
+                out = self.ggm.update(obs.points, pose, colors=obs.colors, merge_threshold=self.merge_threshold)
+                stats["num_added"] += int(out["num_added"])
+                stats["num_merged"] += int(out["num_merged"])
+                stats["num_evicted"] += int(out["num_evicted"])
+                self._ggm_evictions += int(out["num_evicted"])
         if keyframe and self.config.use_ssm:
             f = obs.frame
             added, evicted = self._add_keyframe(f.image, f.depth, f.confidence, obs.camera, path_index, frame_id)

@@ -158,13 +158,10 @@ class WarpGenerator(FrameGenerator):
         # token queries: features of the current render, 3D point at each patch's median depth
         query_feats = enc.encode(torch.where(hole, torch.full_like(image, 0.5), image).unsqueeze(0))
         d_patch = depth.reshape(rows, p, cols, p).permute(0, 2, 1, 3).reshape(rows * cols, p * p)
-        valid = d_patch > 0
-        d_sorted = torch.where(valid, d_patch, torch.full_like(d_patch, float("inf"))).sort(dim=1).values
-        n_valid = valid.sum(dim=1)
-        med = d_sorted.gather(1, (n_valid.clamp(min=1) - 1).div(2, rounding_mode="floor").unsqueeze(1))[:, 0]
-        has_depth = n_valid > 0
+        med = torch.where(d_patch > 0, d_patch, torch.full_like(d_patch, float("nan"))).nanmedian(dim=1).values
+        has_depth = ~torch.isnan(med)
         centres = camera.pixel_grid(dtype=torch.float32)[p // 2 :: p, p // 2 :: p].reshape(-1, 2)
-        patch_depth = torch.where(has_depth, med, torch.ones_like(med)).view(1, 1, rows * cols, 1)
+        patch_depth = torch.where(has_depth, med, torch.ones_like(med))
         # unproject the patch centres at their depth
         cam_f = camera.to(dtype=torch.float32)
         K = cam_f.K[0]

@@ -356,6 +356,39 @@ class GlobalGeometricMemory(nn.Module):
             "num_evicted": num_evicted,
         }
 
+    def observe(self, indices: torch.Tensor, camera_pose: torch.Tensor) -> dict[str, Any]:
+        """Record that stored points were seen again, without new geometry.
+
+        The fast path of :meth:`update` for observations that coincide with stored points (a
+        renderer's winning point ids): each distinct index gets observation count + 1 and its
+        last-seen step and observer set to this call, as a merge would; position, colour and
+        embedding stay exactly as they are (the observation adds nothing new to them). It counts
+        as one update step.
+
+        Args:
+            indices: (K,) int64 indices into the stored points (duplicates count once).
+            camera_pose: (4, 4) world-to-camera pose of the observer.
+        Returns:
+            dict with ``num_added`` (0), ``num_merged`` (distinct indices), ``total_points`` and
+            ``num_evicted`` (0).
+        """
+        idx = torch.as_tensor(indices)
+        if idx.ndim != 1 or idx.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"indices must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
+        pose = _check_tensor("camera_pose", camera_pose, (4, 4))
+        check_rotation("camera_pose", pose[:3, :3])
+        uniq = np.unique(idx.detach().cpu().numpy().astype(np.int64))
+        if uniq.size and (uniq[0] < 0 or uniq[-1] >= self._n):
+            raise ValueError(f"indices must lie in [0, {self._n}), got {int(uniq[0])}..{int(uniq[-1])}")
+        pose = pose.detach().to("cpu", torch.float64)
+        center = (-(pose[:3, :3].T @ pose[:3, 3])).to(torch.float32).numpy()
+        self._step += 1
+        if uniq.size:
+            _put(self._count, uniq, _take(self._count, uniq) + 1)
+            _put(self._last_seen, uniq, int(self._step))
+            _put(self._observer, uniq, center)
+        return {"num_added": 0, "num_merged": int(uniq.size), "total_points": self._n, "num_evicted": 0}
+
     # ------------------------------------------------------------------ query
     def query(
         self,
