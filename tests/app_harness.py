@@ -28,7 +28,7 @@ def running_app(temp_root: Path, **config_kwargs) -> Iterator[tuple[str, Explore
     cfg = AppConfig(port=port, temp_root=temp_root, default_size="256x192", **config_kwargs)
     built = build_app(cfg)
     server = uvicorn.Server(uvicorn.Config(built.app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws="websockets-sansio"))
+                                           ws="websockets-sansio", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

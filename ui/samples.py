@@ -90,7 +90,7 @@ def load_upload(image_path: str | Path, depth_path: str | Path | None = None) ->
     """An uploaded image (validated by ``load_image``) and optional depth map (``load_depth_map``)."""
     from worldstereo.backends.depth_file import load_depth_map
 
-    img = load_image(image_path)
+    img = np.array(load_image(image_path))  # a writable copy
     depth = None
     if depth_path is not None:
         depth = load_depth_map(depth_path)
