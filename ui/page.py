@@ -70,7 +70,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     preset = gr.Dropdown(list_presets(), value="orbit_right", label="Preset")
                     amount = gr.Slider(0.05, 2.0, value=0.25, step=0.05, label="Motion amount (x reference move)")
                     guard = gr.Checkbox(True, label="Collision guard (shorten moves through the geometry)")
-                    num_frames = gr.Slider(2, config.max_frames, value=21, step=1, label="Frames")
+                    num_frames = gr.Slider(2, config.max_frames, value=21, step=1, label="Frames", elem_id="ws-frames")
                     preview_btn = gr.Button("Preview path in viewport")
                     with gr.Row():
                         official = gr.Dropdown([], label="Official path of the example", interactive=True)
