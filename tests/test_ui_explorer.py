@@ -190,3 +190,27 @@ def test_config_from_env(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_PORT", "abc")
     with pytest.raises(ValueError, match="GRADIO_SERVER_PORT"):
         AppConfig.from_args([])
+
+
+def test_viewport_editor_callbacks_edit_the_path(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    cb = s._editor_callbacks()
+    base = s.model.start_camera.c2w[0].double().numpy()
+    for dx in (0.0, 0.2, 0.4):
+        T = base.copy()
+        T[0, 3] += dx
+        cb.add_from_view(T, math.radians(55))
+    assert s.editor.mode == "keyframes" and len(s.editor.keyframes) == 3 and s.editor.selected == 2
+    cb.reorder_selected(-2)
+    assert [round(k.T_world_camera[0, 3] - base[0, 3], 6) for k in s.editor.keyframes] == [0.4, 0.0, 0.2]
+    cb.set_fov_selected(math.radians(40))
+    assert s.editor.keyframes[0].fov_y == pytest.approx(math.radians(40))
+    moved = base.copy()
+    moved[1, 3] += 0.3
+    cb.move(1, moved)
+    assert s.editor.keyframes[1].T_world_camera[1, 3] == pytest.approx(base[1, 3] + 0.3)
+    cb.delete_selected()
+    assert len(s.editor.keyframes) == 2
+    # the viewport shows exactly the editor's sampled path
+    assert cams_equal(s.viewport.previewed, trajectory_sample(s.editor, s.num_frames))
