@@ -81,7 +81,7 @@ def _to_rgb_uint8(im: Image.Image, name: str) -> np.ndarray:
             f"image {name!r} holds floating-point values (a depth map?), not colours; "
             "pass depth maps as depth, not as the image"
         )
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
