@@ -68,7 +68,7 @@ def test_spatial_stereo_memory_example():
 
 
 def test_library_never_imports_gradio_or_viser():
-    code = "import sys, worldstereo, worldstereo.formats, worldstereo.trajectory, worldstereo.scenes; " \
+    code = "import sys, worldstereo, worldstereo.cli, worldstereo.exports, worldstereo.formats, worldstereo.trajectory, worldstereo.scenes; " \
            "bad = [m for m in sys.modules if m.split('.')[0] in ('gradio', 'viser')]; print(bad); sys.exit(1 if bad else 0)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
