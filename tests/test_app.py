@@ -43,10 +43,10 @@ def test_sample_generate_stream_and_downloads(app, tmp_path):
     assert len(outs[-1][1]) == 5  # gallery of the path's frames
     files, msg = c.predict(api_name="/export")
     by_name = {Path(f).name: Path(f) for f in files}
-    assert set(by_name) == {"video.mp4", "points.ply", "points.glb", "camera.json", "camera_path.json", "memory_snapshot.zip"}
+    assert set(by_name) == {"video.mp4", "pointcloud.ply", "pointcloud.glb", "cameras.json", "camera_path.json", "memory_snapshot.zip"}
     model = next(iter(built.sessions._sessions.values())).model
-    assert len(read_point_cloud(by_name["points.ply"]).points) == model.ggm.num_points
-    cams, _ = read_camera_json(by_name["camera.json"])
+    assert len(read_point_cloud(by_name["pointcloud.ply"]).points) == model.ggm.num_points
+    cams, _ = read_camera_json(by_name["cameras.json"])
     assert len(cams) == 5
     assert len(imageio.mimread(by_name["video.mp4"])) == 5
     with zipfile.ZipFile(by_name["memory_snapshot.zip"]) as zf:

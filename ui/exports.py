@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 
 from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters
+from worldstereo.exports import write_video
 from worldstereo.formats import NerfstudioPath, write_camera_json, write_nerfstudio_path, write_point_cloud
 from worldstereo.model import WorldStereo
 
@@ -35,24 +35,6 @@ class ExportFiles:
 
     def as_list(self) -> list[str]:
         return [str(p) for p in (self.video, self.ply, self.glb, self.cameras, self.nerfstudio, self.snapshot) if p]
-
-
-def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 8) -> Path:
-    """Frames (H, W, 3) uint8 -> H.264 mp4 (even sizes are padded by one pixel if needed)."""
-    if not frames:
-        raise ValueError("frames must not be empty")
-    out = Path(path)
-    with atomic_path(out) as tmp:
-        writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                                    ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"])
-        try:
-            for f in frames:
-                h, w = f.shape[:2]
-                f = np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                writer.append_data(f)
-        finally:
-            writer.close()
-    return out
 
 
 def write_snapshot_zip(path: str | Path, model: WorldStereo) -> Path:
@@ -83,10 +65,10 @@ def export_all(directory: str | Path, model: WorldStereo, frames: Sequence[np.nd
     video = write_video(d / "video.mp4", frames) if frames else None
     pts = model.ggm.point_cloud.float()
     cols = model.ggm.point_colors.float().clamp(0, 1)
-    ply = write_point_cloud(d / "points.ply", pts, cols)
-    glb = write_point_cloud(d / "points.glb", pts, cols)
+    ply = write_point_cloud(d / "pointcloud.ply", pts, cols)
+    glb = write_point_cloud(d / "pointcloud.glb", pts, cols)
     cams = all_path_cameras(model)
-    cam_file = write_camera_json(d / "camera.json", cams) if cams is not None else None
+    cam_file = write_camera_json(d / "cameras.json", cams) if cams is not None else None
     ns_file = write_nerfstudio_path(d / "camera_path.json", NerfstudioPath(cams.to(dtype=cams.dtype))) if cams is not None else None
     snap = write_snapshot_zip(d / "memory_snapshot.zip", model)
     return ExportFiles(video, ply, glb, cam_file, ns_file, snap)

@@ -53,6 +53,7 @@ __all__ = [
     "write_depth_png",
     "write_image_png",
     "write_memory",
+    "write_video",
 ]
 
 DEPTH_PNG_SCALE = 1000.0
@@ -96,6 +97,27 @@ def write_depth_png(path: str | os.PathLike, depth: Any, scale: float = DEPTH_PN
     with atomic_path(path) as tmp:
         Image.fromarray(counts).save(tmp, format="PNG")  # uint16 -> mode I;16
     return Path(path)
+
+
+def write_video(path: str | os.PathLike, frames: Any, fps: float = 8.0) -> Path:
+    """Frames (H, W, 3) uint8 -> H.264 yuv420p mp4, atomically (odd sizes are padded by one pixel)."""
+    import imageio.v2 as imageio
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames must not be empty")
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        writer = imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=7, macro_block_size=1,
+                                    ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"])
+        try:
+            for f in frames:
+                f = _as_numpy(f)
+                h, w = f.shape[:2]
+                writer.append_data(np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
+        finally:
+            writer.close()
+    return out
 
 
 def save_snapshot(model: WorldStereo, directory: str | os.PathLike) -> Path:
