@@ -1,0 +1,568 @@
+"""The memory ablation: no memory vs +GGM vs +GGM+SSM on procedural scenes with ground truth.
+
+For each scene, the model starts from the scene's start view (image, exact depth, camera) and
+explores the four reference paths in the reference order (eloop, up, right, left) with one shared
+memory; every config sees the same cameras. Each generated frame is scored against the oracle (the
+scene's anti-aliased ground-truth render of the same camera):
+
+* quality: PSNR / SSIM over the frame and inside the *revisited region* (pixels whose true surface
+  point was visible in an earlier frame of the exploration: the input view or any previous frame);
+* cross-path consistency: PSNR between a frame of one path and frames of the previous paths, where
+  both see the same surface (ground-truth correspondence, :mod:`worldstereo.eval.visibility`);
+* GGM reconstruction: precision / recall / F1 / AUC of the final point cloud against the true
+  surface seen by the exploration (:mod:`worldstereo.eval.reconstruction`);
+* camera following: RotErr / TransErr / ATE of poses recovered from the frames
+  (:mod:`worldstereo.eval.camera_errors`);
+* memory size over time and time per frame.
+
+Entry points: :func:`run_eval` (library), :func:`add_eval_arguments` / :func:`eval_command` (CLI),
+``python -m worldstereo.eval --quick --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldstereo import trajectory
+from worldstereo.camera import CameraParameters
+from worldstereo.eval.camera_errors import CameraErrors, camera_following_errors
+from worldstereo.eval.metrics import capped, psnr, psnr_from_mse, ssim
+from worldstereo.eval.reconstruction import ReconstructionCurve, reconstruction_curve
+from worldstereo.eval.visibility import (
+    DEFAULT_DEPTH_TOLERANCE,
+    correspondence,
+    cross_view_error,
+    revisited_masks,
+    visible_in,
+)
+
+__all__ = [
+    "ABLATION_CONFIGS",
+    "AblationConfig",
+    "ConfigResult",
+    "EvalReport",
+    "EvalSettings",
+    "FrameRecord",
+    "ReferencePath",
+    "SceneResult",
+    "add_eval_arguments",
+    "eval_command",
+    "reference_paths",
+    "run_eval",
+    "run_scene",
+]
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """One arm of the ablation."""
+
+    name: str
+    use_ggm: bool
+    use_ssm: bool
+
+
+#: The three arms, in the order the method predicts they improve.
+ABLATION_CONFIGS: tuple[AblationConfig, ...] = (
+    AblationConfig("no memory", False, False),
+    AblationConfig("+GGM", True, False),
+    AblationConfig("+GGM+SSM", True, True),
+)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that fixes an evaluation run."""
+
+    scenes: tuple[str, ...] = ("room", "terrain", "tabletop")
+    """Procedural scenes (``worldstereo.scenes.list_scenes()``)."""
+    width: int = 512
+    """Working width (a multiple of 16)."""
+    height: int = 384
+    """Working height (a multiple of 16)."""
+    frames_per_path: int = 21
+    """Frames of each of the four reference paths (the start camera included)."""
+    seed: int = 0
+    """Scene seed (textures) and torch seed."""
+    eloop_radius: float = 0.1
+    """Eloop radii rx = ry, as a fraction of the scene depth."""
+    up_angle: float = 15.0
+    """Orbit-up angle (degrees)."""
+    side_angle: float = 25.0
+    """Orbit-right / orbit-left angle (degrees)."""
+    consistency_frames: int = 7
+    """Frames of each later path compared with earlier paths (evenly spaced, the start camera skipped)."""
+    consistency_references: int = 4
+    """Frames of each earlier path used as references (evenly spaced, the start camera skipped)."""
+    depth_tolerance: float = DEFAULT_DEPTH_TOLERANCE
+    """Relative depth tolerance of ground-truth visibility."""
+    surface_spacing: float = 0.004
+    """Mean spacing of the true-surface sample, as a fraction of the scene depth."""
+    max_surface_samples: int = 3_000_000
+    """Cap on the true-surface sample size."""
+    tau: float = 0.01
+    """Headline reconstruction threshold, as a fraction of the scene depth."""
+    tau_max: float = 0.05
+    """Largest threshold of the reconstruction AUC, as a fraction of the scene depth."""
+    camera_errors: bool = True
+    """Recover poses from the generated frames (SIFT + essential matrix)."""
+    quick: bool = False
+    """The reduced CI setting (informational; see :meth:`quick_settings`)."""
+
+    @classmethod
+    def quick_settings(cls) -> EvalSettings:
+        """One scene (room), 8-frame paths at 256x192: the CI setting."""
+        return cls(scenes=("room",), width=256, height=192, frames_per_path=8, quick=True)
+
+    def __post_init__(self) -> None:
+        from worldstereo.scenes import list_scenes
+
+        unknown = [s for s in self.scenes if s not in list_scenes()]
+        if not self.scenes or unknown:
+            raise ValueError(f"scenes must name procedural scenes {list_scenes()}, got {list(self.scenes)}")
+        if self.width % 16 or self.height % 16 or self.width <= 0 or self.height <= 0:
+            raise ValueError(f"width and height must be positive multiples of 16, got {self.width}x{self.height}")
+        if self.frames_per_path < 3:
+            raise ValueError(f"frames_per_path must be at least 3, got {self.frames_per_path}")
+
+
+@dataclass(frozen=True)
+class ReferencePath:
+    """One of the four reference paths: its reference name, the preset and parameters, the cameras."""
+
+    name: str
+    preset: str
+    params: dict
+    cameras: CameraParameters
+
+
+def reference_paths(start_camera: CameraParameters, scene_depth: float, settings: EvalSettings) -> list[ReferencePath]:
+    """The four reference paths (eloop, up, right, left) at scales suited to the procedural scenes.
+
+    The official radii (0.3 / 0.4 x scene depth) leave a room; here the eloop has radii
+    ``eloop_radius`` x depth and the orbits turn ``up_angle`` / ``side_angle`` degrees about the
+    point at scene depth on the optical axis.
+    """
+    specs = [
+        ("eloop", "eloop", {"rx": settings.eloop_radius, "ry": settings.eloop_radius}),
+        ("up", "orbit_up", {"angle": settings.up_angle}),
+        ("right", "orbit_right", {"angle": settings.side_angle}),
+        ("left", "orbit_left", {"angle": settings.side_angle}),
+    ]
+    n = settings.frames_per_path
+    return [
+        ReferencePath(name, p, params, trajectory.preset(p, start_camera, n, scene_depth=scene_depth, **params))
+        for name, p, params in specs
+    ]
+
+
+@dataclass
+class FrameRecord:
+    """Scores and statistics of one generated frame."""
+
+    path: str
+    frame_index: int
+    frame_id: int
+    psnr: float
+    ssim: float
+    psnr_revisited: float
+    ssim_revisited: float
+    revisited_fraction: float
+    ggm_points: int
+    ssm_entries: int
+    ms: float
+
+
+@dataclass
+class ConfigResult:
+    """One ablation arm on one scene.
+
+    Attributes:
+        config: the arm.
+        frames: one record per generated frame, exploration order (the input view excluded).
+        consistency_psnr: cross-path consistency (pooled over all compared pairs), dB.
+        consistency_pixels: matched pixels behind it.
+        reconstruction: the final GGM against the seen true surface.
+        tau: headline threshold (scene units).
+        camera: camera-following errors, mean over the four paths (None if not computed).
+    """
+
+    config: AblationConfig
+    frames: list[FrameRecord]
+    consistency_psnr: float = float("nan")
+    consistency_pixels: int = 0
+    reconstruction: ReconstructionCurve | None = None
+    tau: float = float("nan")
+    camera: CameraErrors | None = None
+
+    def _mean(self, key: str, skip_first: bool = True) -> float:
+        vals = [capped(getattr(f, key)) for f in self.frames if not (skip_first and f.frame_id == 1)]
+        vals = [v for v in vals if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    @property
+    def psnr(self) -> float:
+        """Mean per-frame PSNR (capped at 60 dB), the first frame (the input camera) left out."""
+        return self._mean("psnr")
+
+    @property
+    def ssim(self) -> float:
+        return self._mean("ssim")
+
+    @property
+    def psnr_revisited(self) -> float:
+        """Mean per-frame PSNR inside the revisited region (frames with one)."""
+        return self._mean("psnr_revisited")
+
+    @property
+    def ssim_revisited(self) -> float:
+        return self._mean("ssim_revisited")
+
+    @property
+    def ms_per_frame(self) -> float:
+        return float(np.mean([f.ms for f in self.frames]))
+
+    @property
+    def final_points(self) -> int:
+        return self.frames[-1].ggm_points if self.frames else 0
+
+
+@dataclass
+class SceneResult:
+    """All arms on one scene, plus the oracle's own consistency and camera errors (the floor of the measures)."""
+
+    scene: str
+    scene_depth: float
+    paths: list[str]
+    configs: list[ConfigResult]
+    oracle_consistency_psnr: float
+    oracle_camera: CameraErrors | None
+    surface_samples: int
+    seconds: float
+
+    def config(self, name: str) -> ConfigResult:
+        for c in self.configs:
+            if c.config.name == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass
+class EvalReport:
+    """A whole evaluation: settings, per-scene results, where the report was written."""
+
+    settings: EvalSettings
+    scenes: list[SceneResult]
+    seconds: float
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def mean_over_scenes(self, config: str, metric: str) -> float:
+        """Mean of a :class:`ConfigResult` attribute over scenes (NaNs ignored)."""
+        vals = [_metric(s.config(config), metric) for s in self.scenes]
+        vals = [v for v in vals if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def ordering_holds(self, metric: str) -> bool:
+        """Whether no memory < +GGM < +GGM+SSM in ``metric`` (mean over scenes)."""
+        vals = [self.mean_over_scenes(c.name, metric) for c in ABLATION_CONFIGS]
+        return all(a < b for a, b in zip(vals, vals[1:], strict=False))
+
+
+def _metric(result: ConfigResult, metric: str) -> float:
+    """A named scalar of a config result (attributes, ``f1``/``precision``/``recall``/``auc``, camera errors)."""
+    rec = result.reconstruction
+    if metric in ("precision", "recall", "f1"):
+        return getattr(rec.at(result.tau), metric) if rec is not None else float("nan")
+    if metric == "auc":
+        return rec.auc_f1 if rec is not None else float("nan")
+    if metric in ("rot_err_deg", "trans_err_deg", "ate"):
+        return getattr(result.camera, metric) if result.camera is not None else float("nan")
+    return float(getattr(result, metric))
+
+
+# ---------------------------------------------------------------------------------------------- one scene
+@dataclass
+class _Truth:
+    """Ground truth of an exploration: index 0 is the input view, then every path frame in order."""
+
+    cameras: CameraParameters
+    images: torch.Tensor  # (T, 3, H, W)
+    depths: torch.Tensor  # (T, 1, H, W)
+    revisited: torch.Tensor  # (T, 1, H, W) bool
+    path_slices: list[slice]
+
+
+def _render_truth(scene, view, paths: list[ReferencePath], settings: EvalSettings, log: Callable[[str], None]) -> _Truth:
+    cams = CameraParameters.cat([view.camera] + [p.cameras for p in paths])
+    T = len(cams)
+    images = torch.empty(T, 3, settings.height, settings.width)
+    depths = torch.empty(T, 1, settings.height, settings.width)
+    images[0], depths[0] = view.image[0], view.depth[0]
+    # cameras equal to the start camera (every path's first frame, the eloop's last) reuse the start view
+    w2c = cams.w2c
+    t0 = time.perf_counter()
+    for t in range(1, T):
+        same = [s for s in range(t) if torch.allclose(w2c[s], w2c[t], atol=1e-6)]
+        if same:
+            images[t], depths[t] = images[same[0]], depths[same[0]]
+            continue
+        r = scene.render(cams[t], antialias=2)
+        images[t], depths[t] = r.image[0], r.depth[0]
+    log(f"  oracle: {T} frames in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    revisited = revisited_masks(cams, depths, settings.depth_tolerance)
+    log(f"  revisited masks in {time.perf_counter() - t0:.1f} s")
+    n = settings.frames_per_path
+    slices = [slice(1 + i * n, 1 + (i + 1) * n) for i in range(len(paths))]
+    return _Truth(cams, images, depths, revisited, slices)
+
+
+def _seen_surface(scene, truth: _Truth, settings: EvalSettings) -> torch.Tensor:
+    """(M, 3) true-surface samples visible in at least one camera of the exploration."""
+    area = sum(p.area for p in scene.primitives)
+    spacing = settings.surface_spacing * scene.scene_depth
+    n = int(min(settings.max_surface_samples, max(10_000, area / spacing**2)))
+    pts = scene.sample_surface(n, seed=settings.seed).points
+    seen = torch.zeros(n, dtype=torch.bool)
+    chunk = 8
+    for s in range(0, len(truth.cameras), chunk):
+        todo = ~seen
+        if not bool(todo.any()):
+            break
+        e = min(s + chunk, len(truth.cameras))
+        seen[todo] = visible_in(pts[todo], truth.cameras[s:e], truth.depths[s:e], settings.depth_tolerance).any(0)
+    return pts[seen]
+
+
+def _spaced(indices: list[int], k: int) -> list[int]:
+    if len(indices) <= k:
+        return indices
+    pos = np.linspace(0, len(indices) - 1, k).round().astype(int)
+    return [indices[i] for i in sorted(set(pos.tolist()))]
+
+
+def _consistency_pairs(truth: _Truth, settings: EvalSettings) -> list[tuple[int, int]]:
+    """(a, b) exploration indices: frames of each later path against reference frames of every earlier path."""
+    pairs = []
+    for p in range(1, len(truth.path_slices)):
+        sl = truth.path_slices[p]
+        frames_a = _spaced(list(range(sl.start + 1, sl.stop)), settings.consistency_frames)
+        for q in range(p):
+            sq = truth.path_slices[q]
+            frames_b = _spaced(list(range(sq.start + 1, sq.stop)), settings.consistency_references)
+            pairs += [(a, b) for a in frames_a for b in frames_b]
+    return pairs
+
+
+def _run_config(
+    config: AblationConfig, view, paths: list[ReferencePath], truth: _Truth, settings: EvalSettings
+) -> tuple[ConfigResult, torch.Tensor, object]:
+    """Explore all paths with one arm; returns its result, the generated images (T, 3, H, W) and the model."""
+    from worldstereo.model import WorldStereo, WorldStereoConfig
+
+    torch.manual_seed(settings.seed)
+    model = WorldStereo(
+        WorldStereoConfig(width=settings.width, height=settings.height, use_ggm=config.use_ggm, use_ssm=config.use_ssm)
+    )
+    model.start(view.image, view.depth, view.camera)
+    generated = truth.images.clone()
+    records: list[FrameRecord] = []
+    t = 1
+    for path in paths:
+        for step in model.generate(path.cameras):
+            img = step.image.float()
+            generated[t] = img
+            gt = truth.images[t]
+            rev = truth.revisited[t, 0]
+            has_rev = bool(rev.any())
+            records.append(
+                FrameRecord(
+                    path=path.name,
+                    frame_index=step.frame_index,
+                    frame_id=step.frame_id,
+                    psnr=psnr(img, gt),
+                    ssim=ssim(img, gt),
+                    psnr_revisited=psnr(img, gt, rev) if has_rev else float("nan"),
+                    ssim_revisited=ssim(img, gt, rev) if has_rev else float("nan"),
+                    revisited_fraction=float(rev.float().mean()),
+                    ggm_points=step.memory.points_total,
+                    ssm_entries=step.memory.ssm_entries,
+                    ms=float(step.timings.get("total", float("nan"))),
+                )
+            )
+            t += 1
+    return ConfigResult(config, records), generated, model
+
+
+def run_scene(
+    name: str, settings: EvalSettings, log: Callable[[str], None] = lambda s: None
+) -> SceneResult:
+    """The whole ablation on one procedural scene (see the module docstring)."""
+    from worldstereo.scenes import get_scene
+
+    t_start = time.perf_counter()
+    scene = get_scene(name, seed=settings.seed)
+    view = scene.start_view(settings.width, settings.height, antialias=2)
+    depth_scale = scene.scene_depth
+    paths = reference_paths(view.camera, depth_scale, settings)
+    log(f"scene {name}: depth {depth_scale:.2f}, {len(paths)} paths x {settings.frames_per_path} frames, "
+        f"{settings.width}x{settings.height}")
+    truth = _render_truth(scene, view, paths, settings, log)
+
+    results, generated = [], []
+    models = []
+    for cfg in ABLATION_CONFIGS:
+        t0 = time.perf_counter()
+        res, gen, model = _run_config(cfg, view, paths, truth, settings)
+        results.append(res)
+        generated.append(gen)
+        models.append(model)
+        log(f"  {cfg.name}: PSNR {res.psnr:.2f} dB, revisited {res.psnr_revisited:.2f} dB "
+            f"({time.perf_counter() - t0:.1f} s)")
+
+    # cross-path consistency: one set of ground-truth correspondences, every arm (and the oracle) scored on it
+    t0 = time.perf_counter()
+    sse = np.zeros(len(results) + 1)
+    count = 0
+    for a, b in _consistency_pairs(truth, settings):
+        corr = correspondence(truth.cameras[a], truth.depths[a], truth.cameras[b], truth.depths[b], settings.depth_tolerance)
+        if corr.count == 0:
+            continue
+        for k, imgs in enumerate([*generated, truth.images]):
+            e, n = cross_view_error(imgs[a], imgs[b], corr)
+            sse[k] += e
+        count += corr.count
+    for k, res in enumerate(results):
+        res.consistency_psnr = psnr_from_mse(sse[k] / (3 * count)) if count else float("nan")
+        res.consistency_pixels = count
+    oracle_consistency = psnr_from_mse(sse[-1] / (3 * count)) if count else float("nan")
+    log(f"  consistency over {count} matched pixels in {time.perf_counter() - t0:.1f} s")
+
+    # GGM reconstruction against the seen true surface
+    t0 = time.perf_counter()
+    surface = _seen_surface(scene, truth, settings)
+    for res, model in zip(results, models, strict=True):
+        res.tau = settings.tau * depth_scale
+        res.reconstruction = reconstruction_curve(model.ggm.point_cloud, surface, settings.tau_max * depth_scale)
+    log(f"  reconstruction vs {surface.shape[0]} surface samples in {time.perf_counter() - t0:.1f} s")
+
+    oracle_camera = None
+    if settings.camera_errors:
+        t0 = time.perf_counter()
+        for res, gen in zip(results, generated, strict=True):
+            res.camera = CameraErrors.mean([camera_following_errors(gen[sl], truth.cameras[sl]) for sl in truth.path_slices])
+        oracle_camera = CameraErrors.mean(
+            [camera_following_errors(truth.images[sl], truth.cameras[sl]) for sl in truth.path_slices]
+        )
+        log(f"  camera errors in {time.perf_counter() - t0:.1f} s")
+    return SceneResult(
+        scene=name,
+        scene_depth=depth_scale,
+        paths=[p.name for p in paths],
+        configs=results,
+        oracle_consistency_psnr=oracle_consistency,
+        oracle_camera=oracle_camera,
+        surface_samples=int(surface.shape[0]),
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def run_eval(
+    out_dir: str | Path | None,
+    quick: bool = False,
+    scenes: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    settings: EvalSettings | None = None,
+) -> EvalReport:
+    """Run the memory ablation and write the report (``report.md``, ``results.json``, charts) to ``out_dir``.
+
+    Args:
+        out_dir: report folder (created); None = do not write.
+        quick: the reduced CI setting (:meth:`EvalSettings.quick_settings`).
+        scenes: override the scenes.
+        seed: scene / torch seed.
+        progress: print progress to stderr.
+        settings: full settings (overrides ``quick``; ``scenes`` and ``seed`` still apply when given).
+    Returns:
+        :class:`EvalReport`.
+    """
+    base = settings or (EvalSettings.quick_settings() if quick else EvalSettings())
+    overrides: dict = {}
+    if scenes:
+        overrides["scenes"] = tuple(scenes)
+    if seed != base.seed:
+        overrides["seed"] = int(seed)
+    settings = replace(base, **overrides) if overrides else base
+
+    def log(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    results = [run_scene(name, settings, log) for name in settings.scenes]
+    report = EvalReport(settings, results, time.perf_counter() - t0)
+    if out_dir is not None:
+        from worldstereo.eval.report import write_report
+
+        report.out_dir = Path(out_dir)
+        report.files = write_report(report, report.out_dir)
+        log(f"report: {report.out_dir / 'report.md'} ({report.seconds:.0f} s)")
+    return report
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``worldstereo eval`` options to ``parser``."""
+    parser.add_argument("--out", required=True, help="folder for report.md, results.json and the charts")
+    parser.add_argument("--quick", action="store_true", help="reduced setting: one scene (room), 8-frame paths at 256x192")
+    parser.add_argument("--scenes", nargs="+", default=None, help="procedural scenes (default: room terrain tabletop)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per path (default 21, quick 8)")
+    parser.add_argument("--size", default=None, help="working size WxH, multiples of 16 (default 512x384, quick 256x192)")
+    parser.add_argument("--seed", type=int, default=0, help="scene and torch seed")
+    parser.add_argument("--no-camera-errors", action="store_true", help="skip pose recovery from the frames")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Run ``worldstereo eval`` from parsed arguments; returns the exit status (0, or 2 for bad options)."""
+    settings = EvalSettings.quick_settings() if args.quick else EvalSettings()
+    overrides: dict = {"seed": args.seed}
+    if args.scenes:
+        overrides["scenes"] = tuple(args.scenes)
+    if args.frames is not None:
+        overrides["frames_per_path"] = args.frames
+    if args.size:
+        try:
+            w, h = (int(x) for x in args.size.lower().split("x"))
+        except ValueError:
+            print(f"error: --size must look like 512x384, got {args.size!r}", file=sys.stderr)
+            return 2
+        overrides["width"], overrides["height"] = w, h
+    if args.no_camera_errors:
+        overrides["camera_errors"] = False
+    try:
+        settings = replace(settings, **overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = run_eval(args.out, settings=settings, progress=not args.quiet)
+    print(report.out_dir / "report.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m worldstereo.eval [--quick] --out DIR``."""
+    parser = argparse.ArgumentParser(prog="worldstereo eval", description="memory ablation and evaluation report")
+    return eval_command(add_eval_arguments(parser).parse_args(argv))
