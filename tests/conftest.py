@@ -14,6 +14,11 @@ if not EXAMPLES.exists():
     EXAMPLES = REPO.parent / "shared" / "data" / "worldstereo-examples"
 
 
+# One intra-op thread: tests run torch beside server, browser and worker threads; with two
+# OpenMP threads on a 2-core machine, spin-waiting threads slowed small ops by up to ~40x.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -69,7 +69,7 @@ def test_page_viewport_generate(tmp_path):
             page.locator("#ws-sample input").fill("scene: tabletop")
             page.keyboard.press("Enter")
             page.click("#ws-load")
-            page.wait_for_function("document.querySelector('#ws-status').innerText.includes('Loaded')", timeout=120_000)
+            page.wait_for_function("document.querySelector('#ws-status').innerText.includes('Loaded')", timeout=240_000)
             assert "tabletop" in page.inner_text("#ws-status")
             page.wait_for_timeout(3000)
             loaded = colourful_pixels(iframe.screenshot())

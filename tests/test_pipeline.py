@@ -19,8 +19,22 @@ W, H = 512, 384
 
 @pytest.fixture(scope="module")
 def room():
+    """The room at 512x384: the size the quality figures are stated for."""
     scene = get_scene("room")
     return scene, scene.start_view(W, H)
+
+
+@pytest.fixture(scope="module")
+def small_room():
+    """The room at 256x192, for behaviour that does not depend on image quality (faster)."""
+    scene = get_scene("room")
+    return scene, scene.start_view(256, 192)
+
+
+def _small_model(view, **kw) -> WorldStereo:
+    model = WorldStereo(WorldStereoConfig(width=256, height=192, **kw))
+    model.start(view.image, view.depth, view.camera)
+    return model
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
@@ -41,6 +55,10 @@ def _visible_from(camera: CameraParameters, depth: torch.Tensor, target: CameraP
     d_cam = depth[0, 0, vi, ui]
     ok = inside & (d_cam > 0) & ((z - d_cam).abs() <= 0.015 * z)
     return (ok & (target_depth[0, 0].reshape(-1) > 0)).reshape(target.height, target.width)
+
+
+def _orbit(model: WorldStereo, n: int, angle: float = 30.0, name: str = "orbit_left") -> CameraParameters:
+    return trajectory.preset(name, model.start_camera, n, scene_depth=model.scene_depth, angle=angle)
 
 
 def _eloop(model: WorldStereo, n: int) -> CameraParameters:
@@ -81,13 +99,13 @@ def test_ggm_grows_on_new_surface_and_merges_on_revisit(room):
     model = WorldStereo(WorldStereoConfig(width=W, height=H))
     model.start(view.image, view.depth, view.camera)
     n0 = model.ggm.num_points
-    first = list(model.generate("orbit_left", 6))
+    first = list(model.generate(_orbit(model, 4)))
     grown = model.ggm.num_points - n0
     assert grown > 1000  # the orbit reveals surface the start view did not see
     assert sum(s.memory.points_added for s in first) == grown
     # the same path again: the region is revisited, so points merge instead of being added
     n1 = model.ggm.num_points
-    second = list(model.generate("orbit_left", 6))
+    second = list(model.generate(_orbit(model, 4)))
     added = sum(s.memory.points_added for s in second)
     merged = sum(s.memory.points_merged for s in second)
     assert added < 0.05 * grown
@@ -96,20 +114,19 @@ def test_ggm_grows_on_new_surface_and_merges_on_revisit(room):
     assert second[-1].memory.points_total == model.ggm.num_points
 
 
-def test_step_records(room):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H))
-    model.start(view.image, view.depth, view.camera)
+def test_step_records(small_room):
+    scene, view = small_room
+    model = _small_model(view)
     steps = list(model.generate("orbit_right", 5))
     assert [s.frame_index for s in steps] == list(range(5))
     assert [s.frame_id for s in steps] == list(range(1, 6))
     s: Step = steps[2]
-    assert s.image.shape == (3, H, W) and s.depth.shape == (1, H, W) and s.ggm_render.shape == (3, H, W)
-    assert s.ggm_hole_mask.dtype == torch.bool and s.new_surface_mask.shape == (1, H, W)
+    assert s.image.shape == (3, 192, 256) and s.depth.shape == (1, 192, 256) and s.ggm_render.shape == (3, 192, 256)
+    assert s.ggm_hole_mask.dtype == torch.bool and s.new_surface_mask.shape == (1, 192, 256)
     assert bool((s.depth > 0).all())
     assert 0 in s.references  # the input image is a reference view
     att = s.attention
-    assert att is not None and att.grid == (H // 16, W // 16)
+    assert att is not None and att.grid == (192 // 16, 256 // 16)
     n = att.grid[0] * att.grid[1]
     assert att.top_entries.shape[0] == n and att.top_weights.shape == att.top_entries.shape
     assert att.top_boxes.shape[:2] == att.top_entries.shape and att.top_boxes.shape[-1] == 4
@@ -122,15 +139,14 @@ def test_step_records(room):
     assert {"render", "ssm", "inpaint", "update", "total"} <= set(s.timings)
     assert steps[-1].memory.points_total == model.ggm.num_points
     img8 = s.image_uint8()
-    assert img8.dtype == np.uint8 and img8.shape == (H, W, 3)
+    assert img8.dtype == np.uint8 and img8.shape == (192, 256, 3)
     keys = [x.frame_index for x in steps if x.is_keyframe]
     assert keys[0] == 0 and keys[-1] == 4
 
 
-def test_multi_path_undo_restores_both_memories_exactly(room):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H))
-    model.start(view.image, view.depth, view.camera)
+def test_multi_path_undo_restores_both_memories_exactly(small_room):
+    scene, view = small_room
+    model = _small_model(view)
     n_start = model.ggm.num_points
     list(model.generate("orbit_right", 4))
     pts, bank, kfs = model.ggm.point_cloud.clone(), model.ssm.memory_bank.clone(), [k.frame_id for k in model.keyframes]
@@ -148,10 +164,9 @@ def test_multi_path_undo_restores_both_memories_exactly(room):
     assert model.ggm.num_points == n_start and model.frame_counter == 1 and len(model.keyframes) == 1
 
 
-def test_save_load_round_trip_is_exact(room, tmp_path):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H, update_strategy="lru"))
-    model.start(view.image, view.depth, view.camera)
+def test_save_load_round_trip_is_exact(small_room, tmp_path):
+    scene, view = small_room
+    model = _small_model(view, update_strategy="lru")
     list(model.generate("orbit_right", 4))
     model.save(tmp_path / "snap")
     assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["state.json", "state.safetensors"]
@@ -181,10 +196,9 @@ def test_load_rejects_broken_snapshots(tmp_path):
 
 
 @pytest.mark.parametrize("frequency", ["per_frame", "per_step", "manual"])
-def test_update_frequency_is_honoured(room, frequency):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H, update_frequency=frequency))
-    model.start(view.image, view.depth, view.camera)
+def test_update_frequency_is_honoured(small_room, frequency):
+    scene, view = small_room
+    model = _small_model(view, update_frequency=frequency)
     n0, occ0 = model.ggm.num_points, model.ssm.occupancy
     gen = model.generate("orbit_left", 4)
     totals = [s.memory.points_total for s in gen]
@@ -197,10 +211,9 @@ def test_update_frequency_is_honoured(room, frequency):
         assert totals == [n0] * 4 and model.ggm.num_points == n0 and model.ssm.occupancy == occ0
 
 
-def test_per_step_commits_frames_of_a_cancelled_path(room):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H, update_frequency="per_step"))
-    model.start(view.image, view.depth, view.camera)
+def test_per_step_commits_frames_of_a_cancelled_path(small_room):
+    scene, view = small_room
+    model = _small_model(view, update_frequency="per_step")
     n0 = model.ggm.num_points
     gen = model.generate("orbit_left", 6)
     next(gen)
@@ -210,11 +223,10 @@ def test_per_step_commits_frames_of_a_cancelled_path(room):
     assert len(model.keyframes) == 3  # the input image and both generated frames (6-frame path: all are keyframes)
 
 
-def test_memory_switches_for_ablation(room):
-    scene, view = room
+def test_memory_switches_for_ablation(small_room):
+    scene, view = small_room
     for use_ggm, use_ssm in [(False, False), (True, False), (False, True)]:
-        model = WorldStereo(WorldStereoConfig(width=W, height=H, use_ggm=use_ggm, use_ssm=use_ssm))
-        model.start(view.image, view.depth, view.camera)
+        model = _small_model(view, use_ggm=use_ggm, use_ssm=use_ssm)
         n0 = model.ggm.num_points
         steps = list(model.generate("orbit_left", 3))
         assert (model.ggm.num_points > n0) == use_ggm
@@ -223,19 +235,18 @@ def test_memory_switches_for_ablation(room):
             assert model.ssm.occupancy == 0.0
 
 
-def test_oracle_generator_renders_the_truth(room):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H, generator="oracle", scene="room"))
-    model.start(view.image, view.depth, view.camera)
+def test_oracle_generator_renders_the_truth(small_room):
+    scene, view = small_room
+    model = _small_model(view, generator="oracle", scene="room")
     steps = list(model.generate("orbit_right", 3))
     truth = scene.render(steps[-1].camera, antialias=2)
     assert torch.equal(steps[-1].image, truth.image[0])
     assert torch.equal(steps[-1].depth, truth.depth[0])
 
 
-def test_start_validates_inputs(room):
-    scene, view = room
-    model = WorldStereo(WorldStereoConfig(width=W, height=H))
+def test_start_validates_inputs(small_room):
+    scene, view = small_room
+    model = WorldStereo(WorldStereoConfig(width=256, height=192))
     with pytest.raises(ValueError, match="depth size"):
         model.start(view.image, view.depth[..., :-1], view.camera)
     bad = view.depth.clone()
@@ -255,8 +266,8 @@ def test_start_validates_inputs(room):
         list(model.generate("orbit_left", 0))
 
 
-def test_start_without_depth_uses_the_prior_and_says_so(room):
-    scene, view = room
+def test_start_without_depth_uses_the_prior_and_says_so(small_room):
+    scene, view = small_room
     model = WorldStereo(WorldStereoConfig(width=256, height=192, depth_backend="prior"))
     img8 = (view.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     info = model.start(img8)
