@@ -2,11 +2,13 @@
 cloud inside the page (through the proxy), generates, and sees the frame count advance.
 
 Skipped only when /usr/bin/chromium or the playwright package is missing. Saves screenshots to
-assets/screenshots/ (small PNGs for the README).
+``$WORLDSTEREO_SCREENSHOTS`` (set it to ``assets/screenshots`` to refresh the README's PNGs), else
+to a temporary folder: a test run never changes the repository.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from app_harness import running_app  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-SHOTS = Path(__file__).resolve().parents[1] / "assets" / "screenshots"
+SHOTS = Path(os.environ["WORLDSTEREO_SCREENSHOTS"]) if os.environ.get("WORLDSTEREO_SCREENSHOTS") else None
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -38,7 +40,7 @@ def colourful_pixels(png: bytes) -> int:
     return int(((a.max(axis=2) - a.min(axis=2)) > 40).sum())
 
 
-def save_small(png: bytes, name: str, width: int = 960) -> None:
+def save_small(png: bytes, name: str, folder: Path, width: int = 960) -> None:
     import io
 
     from PIL import Image
@@ -46,8 +48,9 @@ def save_small(png: bytes, name: str, width: int = 960) -> None:
     im = Image.open(io.BytesIO(png)).convert("RGB")
     if im.width > width:
         im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    im.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(SHOTS / name, optimize=True)
+    folder = SHOTS or folder
+    folder.mkdir(parents=True, exist_ok=True)
+    im.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(folder / name, optimize=True)
 
 
 def test_page_viewport_generate(tmp_path):
@@ -89,7 +92,7 @@ def test_page_viewport_generate(tmp_path):
             if close.count():  # the "software WebGL" notice of headless Chromium, not part of the app
                 close.first.click()
                 page.wait_for_timeout(500)
-            save_small(iframe.screenshot(), "viewport.png", width=720)
-            save_small(page.screenshot(full_page=False), "explorer.png")
+            save_small(iframe.screenshot(), "viewport.png", tmp_path, width=720)
+            save_small(page.screenshot(full_page=False), "explorer.png", tmp_path)
         finally:
             browser.close()
