@@ -321,3 +321,10 @@ def test_camera_file_kinds_are_told_apart_by_keys(tmp_path):
     assert (wide.width, wide.height) == (128, 48)
     assert float(K[0, 0]) == pytest.approx(f, rel=1e-5) and float(K[1, 1]) == pytest.approx(f, rel=1e-5)
     assert float(K[0, 2]) == pytest.approx(64.0) and float(K[1, 2]) == pytest.approx(24.0)
+
+
+def test_eval_subcommand_is_wired(capsys, tmp_path):
+    assert main(["eval", "--out", str(tmp_path / "ev"), "--size", "bad"]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert main(["eval", "--help"]) == 0
+    assert "--quick" in capsys.readouterr().out

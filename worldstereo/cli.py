@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldstereo", description="WorldStereo Explorer: camera-guided scene exploration with memory.")
     # its own action (parents share action objects, and a default set here would leak into the subcommands)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{generate,scenes}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{generate,scenes,eval}")
 
     g = sub.add_parser(
         "generate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=parse_size, default=(512, 384), metavar="WxH", help="image size (default 512x384)")
     r.add_argument("--seed", type=int, default=0, help="texture seed")
     r.set_defaults(func=_cmd_scenes_render)
+
+    from worldstereo.eval.ablation import add_eval_arguments, eval_command
+
+    e = sub.add_parser("eval", parents=[common], help="memory ablation (no memory / +GGM / +GGM+SSM) and report",
+                       description="Run the memory ablation over procedural scenes and the four reference paths "
+                                   "and write report.md, results.json and charts.")
+    add_eval_arguments(e)
+    e.set_defaults(func=eval_command)
     return parser
 
 
