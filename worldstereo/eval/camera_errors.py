@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from worldstereo.camera import CameraParameters
+from worldstereo.eval.reconstruction import _as_points
 
 __all__ = [
     "CameraErrors",
@@ -53,17 +54,6 @@ class Sim3:
     def apply(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) -> (N, 3)."""
         return self.scale * np.asarray(points, dtype=np.float64) @ self.rotation.T + self.translation
-
-
-def _as_points(name: str, points) -> np.ndarray:
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().double().numpy()
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (N, 3), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
 
 
 def umeyama(source, target, with_scale: bool = True) -> Sim3:
