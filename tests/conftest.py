@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,15 @@ EXAMPLES = REPO / "assets" / "examples"
 if not EXAMPLES.exists():
     EXAMPLES = REPO.parent / "shared" / "data" / "worldstereo-examples"
 
+
+# Nothing in the tests may leave 127.0.0.1: the Hub is switched off and the Hub cache is a fresh
+# temporary folder (set before anything imports huggingface_hub, and inherited by subprocesses).
+# Tests of the download path point HF_ENDPOINT at a local fake Hub and switch it back on.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="worldstereo-test-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ.pop("WORLDSTEREO_MOGE_WEIGHTS", None)
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing answers there
 
 # One intra-op thread: tests run torch beside server, browser and worker threads; with two
 # OpenMP threads on a 2-core machine, spin-waiting threads slowed small ops by up to ~40x.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -376,28 +377,33 @@ def test_moge_checkpoint_round_trip(tiny_moge, tmp_path, monkeypatch):
 
 
 def test_moge_weights_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(MOGE_WEIGHTS_ENV, raising=False)
-    with pytest.raises(MoGeUnavailableError, match=MOGE_WEIGHTS_ENV):
-        resolve_moge_weights(tmp_path / "nothing.pt", cache_dir=tmp_path)
+    with pytest.raises(MoGeUnavailableError, match="neither a checkpoint"):
+        resolve_moge_weights(tmp_path / "nothing.pt")
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"x")
     monkeypatch.setenv(MOGE_WEIGHTS_ENV, str(ckpt))
-    assert resolve_moge_weights(cache_dir=tmp_path) == ckpt
+    assert resolve_moge_weights() == ckpt
     monkeypatch.setenv(MOGE_WEIGHTS_ENV, str(tmp_path / "gone.pt"))
     with pytest.raises(MoGeUnavailableError, match="does not exist"):
-        resolve_moge_weights(cache_dir=tmp_path)
-    # a copy in the local Hugging Face cache is found offline
+        resolve_moge_weights()
+    # offline, nothing cached: the reason says so
     monkeypatch.delenv(MOGE_WEIGHTS_ENV)
-    with pytest.raises(MoGeUnavailableError, match="nothing cached"):
-        resolve_moge_weights(cache_dir=tmp_path)
-    repo = tmp_path / "models--Ruicheng--moge-2-vitl-normal"
+    with pytest.raises(MoGeUnavailableError, match="HF_HUB_OFFLINE") as info:
+        resolve_moge_weights(device="cpu")
+    assert info.value.reason == "offline"
+    # a copy in the Hub cache is found offline (the device's variant)
+    repo = tmp_path / "hf" / "hub" / "models--Ruicheng--moge-2-vits-normal"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("abc123")
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     cached = repo / "snapshots" / "abc123" / "model.pt"
-    cached.write_bytes(b"x")
-    assert resolve_moge_weights(cache_dir=tmp_path) == cached
-    assert resolve_moge_weights("Ruicheng/moge-2-vitl-normal", cache_dir=tmp_path) == cached
+    with zipfile.ZipFile(cached, "w") as zf:  # passes the archive check (a torch file is a zip)
+        zf.writestr("archive/data.pkl", b"x")
+    assert resolve_moge_weights(device="cpu") == cached
+    assert resolve_moge_weights("Ruicheng/moge-2-vits-normal") == cached
 
 
 def test_moge_bad_checkpoint_and_model(tmp_path):
@@ -415,6 +421,6 @@ def test_moge_bad_checkpoint_and_model(tmp_path):
 def test_default_estimator_falls_back_to_prior(tmp_path, monkeypatch):
     monkeypatch.setenv(MOGE_WEIGHTS_ENV, str(tmp_path / "absent.pt"))
     est = default_depth_estimator()
-    assert isinstance(est, LayoutPriorDepth)
+    assert isinstance(est, LayoutPriorDepth) and est.fallback_reason == "not_found"
     result = est.estimate(_image(8, 8))
     assert result.approximate and "MoGe-2 weights not found" in result.message

@@ -4,11 +4,12 @@ A depth estimator turns the input image into a camera-z depth map (DESIGN.md: de
 ``z`` in scene units, 0 = unknown) and, when it can, the camera intrinsics in pixels. Backends
 register themselves by name in :data:`DEPTH_BACKENDS`:
 
-* ``moge``  (:mod:`worldstereo.backends.depth_moge`): MoGe-2, weights from a local path or cache;
+* ``moge``  (:mod:`worldstereo.backends.depth_moge`): MoGe-2, weights from the Hugging Face Hub (cached);
 * ``file``  (:mod:`worldstereo.backends.depth_file`): a depth map supplied by the user;
 * ``prior`` (:mod:`worldstereo.backends.depth_prior`): an offline layout prior, flagged approximate.
 
-:func:`default_depth_estimator` picks MoGe-2 where its weights are found locally, else the prior.
+:func:`default_depth_estimator` (``auto``) picks MoGe-2 where it can be had (cached or downloaded),
+else the prior with one message saying why and how to fix it.
 """
 
 from __future__ import annotations
@@ -133,20 +134,27 @@ class DepthEstimator(abc.ABC):
 
 
 def default_depth_estimator(
-    weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    *,
+    progress=None,
+    show_progress: bool = True,
 ) -> DepthEstimator:
-    """MoGe-2 when it is installed and its weights are found locally, else the layout prior.
+    """``auto``: MoGe-2 when it can be had (installed, weights cached or downloaded), else the layout prior.
 
-    Nothing is downloaded. Where the prior is chosen, its results carry the reason in their message.
+    Where the prior is chosen its results carry the reason (offline, download failed, package
+    missing...) and the fix in their message, and ``fallback_reason`` says which.
 
     Args:
-        weights: MoGe-2 checkpoint (see :func:`worldstereo.backends.depth_moge.resolve_moge_weights`).
-        device: torch device for MoGe-2.
+        weights: MoGe-2 checkpoint or repo id (see :func:`worldstereo.backends.depth_moge.resolve_moge_weights`).
+        device: torch device for MoGe-2 (default: CUDA where present, else the CPU); picks the variant.
+        progress: download progress callback (bytes done, total).
+        show_progress: a progress bar on stderr while downloading.
     """
     from worldstereo.backends.depth_moge import MoGeDepth, MoGeUnavailableError
     from worldstereo.backends.depth_prior import LayoutPriorDepth
 
     try:
-        return MoGeDepth(weights=weights, device=device)
+        return MoGeDepth(weights=weights, device=device, progress=progress, show_progress=show_progress)
     except MoGeUnavailableError as err:
-        return LayoutPriorDepth(reason=str(err))
+        return LayoutPriorDepth(reason=str(err), fallback_reason=err.reason)

@@ -75,19 +75,27 @@ class LayoutPriorDepth(DepthEstimator):
 
     Args:
         horizon, far_near_ratio, median_depth: see :func:`layout_prior_depth`.
-        reason: why the prior is used (e.g. "MoGe-2 weights not found"), appended to the message.
+        reason: why the prior is used (e.g. "MoGe-2 weights unavailable: ..."), appended to the message.
+        fallback_reason: the short form of ``reason`` when the prior stands in for MoGe-2 (``offline``,
+            ``download_failed``, ``corrupt``, ``not_found``, ``package_missing``), else None.
     """
 
     name = "prior"
 
     def __init__(
-        self, horizon: float = 0.5, far_near_ratio: float = 4.0, median_depth: float = 3.0, reason: str = ""
+        self,
+        horizon: float = 0.5,
+        far_near_ratio: float = 4.0,
+        median_depth: float = 3.0,
+        reason: str = "",
+        fallback_reason: str | None = None,
     ) -> None:
         layout_prior_depth(2, 2, horizon, far_near_ratio, median_depth)  # validate the arguments now
         self.horizon = float(horizon)
         self.far_near_ratio = float(far_near_ratio)
         self.median_depth = float(median_depth)
         self.reason = reason
+        self.fallback_reason = fallback_reason
 
     def estimate(self, image: torch.Tensor) -> DepthResult:
         img = check_image_tensor(image)
