@@ -47,8 +47,13 @@ class WorldStereoConfig:
     height: int = 384
     """Working image height in pixels (a multiple of ``patch_size``)."""
     depth_backend: str = "auto"
-    """Depth estimator for ``start()`` without a depth map: ``moge``, ``prior``, or ``auto`` (MoGe when
-    its weights are on disk, else the offline prior)."""
+    """Depth estimator for ``start()`` without a depth map: ``moge``, ``prior``, or ``auto`` (MoGe-2 when
+    it can be had: cached, or downloaded from the Hugging Face Hub; else the offline prior, with the reason)."""
+    depth_model: str | None = None
+    """MoGe-2 weights: a Hub repo id, a checkpoint file or a folder; None = ``WORLDSTEREO_MOGE_WEIGHTS``,
+    else the variant for the depth device (``Ruicheng/moge-2-vits-normal`` on a CPU, ``-vitl-normal`` on CUDA)."""
+    depth_device: str | None = None
+    """Torch device of the depth model; None = CUDA where present, else the CPU."""
     generator: str = "warp"
     """Frame generator: ``warp`` (default, CPU) or ``oracle`` (ground truth of ``scene``)."""
     scene: str | None = None
@@ -76,8 +81,8 @@ class WorldStereoConfig:
     merge_threshold: float | None = None
     """GGM merge distance in scene units; None = 1.5 pixel footprints at the start view's median depth."""
     filter_floaters: bool | None = None
-    """Drop flying pixels on depth edges when lifting the start depth to points; None = only for
-    estimated depth (a given depth map is trusted as it is)."""
+    """Drop flying pixels on depth edges when lifting the start depth to points; None = only for depth
+    estimated by a model (a given depth map is trusted as it is; the layout prior has no edges)."""
     splat_radius: int = 0
     """GGM render footprint radius in pixels."""
     patch_size: int = 16
@@ -127,13 +132,30 @@ class WorldStereoConfig:
 
 @dataclass
 class StartInfo:
-    """What ``start()`` did: which depth was used and whether the geometry is approximate."""
+    """What ``start()`` did: which depth was used, whether the geometry is approximate, and its scale.
+
+    Attributes:
+        depth_source: ``given`` (the caller's depth) or the depth backend's name (``moge``, ``prior``).
+        approximate: the geometry is a guess (the layout prior).
+        message: one line about the depth (which model, or why the prior stands in and how to fix it).
+        scene_depth: median depth of the start view after scaling, in scene units.
+        num_points: GGM points after the start.
+        depth_model: what produced the depth: a MoGe-2 repo id or file, ``prior``, or ``given``.
+        scale_factor: factor the depth was multiplied by to match the camera path's scale (1.0 = unchanged).
+        scale_message: one line about the scale alignment ("" when none was attempted).
+        fallback_reason: why MoGe-2 was not used under ``auto`` (``offline``, ``download_failed``,
+            ``corrupt``, ``not_found``, ``package_missing``), else None.
+    """
 
     depth_source: str
     approximate: bool
     message: str
     scene_depth: float
     num_points: int
+    depth_model: str = "given"
+    scale_factor: float = 1.0
+    scale_message: str = ""
+    fallback_reason: str | None = None
 
 
 @dataclass
@@ -210,6 +232,7 @@ class WorldStereo:
         self.keyframes: list[MemoryKeyframe] = []
         self.start_camera: CameraParameters | None = None
         self.start_image: torch.Tensor | None = None
+        self.start_info: StartInfo | None = None
         self.scene_depth = 1.0
         self.merge_threshold = cfg.merge_threshold or 0.01
         self.frame_counter = 0
@@ -237,7 +260,15 @@ class WorldStereo:
         return self.start_camera is not None
 
     # ------------------------------------------------------------------ start
-    def start(self, image: Any, depth: Any | None = None, camera: CameraParameters | None = None) -> StartInfo:
+    def start(
+        self,
+        image: Any,
+        depth: Any | None = None,
+        camera: CameraParameters | None = None,
+        *,
+        align_to: CameraParameters | None = None,
+        align_scale: bool | None = None,
+    ) -> StartInfo:
         """Reset both memories and seed them with one image.
 
         Args:
@@ -246,19 +277,28 @@ class WorldStereo:
                 estimated by the depth backend when omitted.
             camera: optional camera of ``image`` (B = 1, any size: it is rescaled to the working size).
                 Defaults to the estimator's intrinsics or ``fov_y_deg``, at the world origin.
+            align_to: a camera path the depth must match in scale (e.g. a ``camera.json`` whose first
+                pose is ``camera``): the depth is scaled so that the scene at the path's pivot lies at
+                the pivot's depth (:func:`worldstereo.scale.scale_to_pivot`).
+            align_scale: whether to apply that scaling: None (default) = only to estimated depth (a
+                given depth map is left alone), True = also to a given depth, False = never.
         Returns:
-            :class:`StartInfo`.
+            :class:`StartInfo` (with the scale factor applied).
         """
         cfg = self.config
         img = _to_image_tensor(image)
         src_h, src_w = img.shape[-2:]
         img = _resize_image(img, cfg.width, cfg.height)
-        approximate, source, message = False, "given", ""
+        approximate, source, message, model_name, fallback = False, "given", "", "given", None
         if depth is None:
-            estimator = self._depth_estimator or make_depth_estimator(cfg.depth_backend)
+            estimator = self._depth_estimator or make_depth_estimator(
+                cfg.depth_backend, cfg.depth_model, cfg.depth_device
+            )
             est = estimator.estimate(img)
             d = est.depth
             approximate, source, message = est.approximate, est.backend, est.message
+            model_name = getattr(estimator, "variant", est.backend)
+            fallback = getattr(estimator, "fallback_reason", None)
             if camera is None and est.intrinsics is not None:
                 K = est.intrinsics.to(torch.float32)
                 camera = CameraParameters(K, torch.eye(4), cfg.width, cfg.height)
@@ -274,6 +314,13 @@ class WorldStereo:
         camera = camera.to(dtype=torch.float32)
         if (camera.width, camera.height) != (cfg.width, cfg.height):
             camera = camera.resized(cfg.width, cfg.height)
+        factor, scale_message = 1.0, ""
+        if align_to is not None and (align_scale or (align_scale is None and source != "given")):
+            from worldstereo.scale import scale_to_pivot
+
+            alignment = scale_to_pivot(d, camera, align_to)
+            factor, scale_message = alignment.factor, alignment.message
+            d = d * factor
 
         self._reset_state()
         self.start_camera, self.start_image = camera, img[0]
@@ -282,7 +329,9 @@ class WorldStereo:
         fx = float(camera.K[0, 0, 0])
         self.merge_threshold = cfg.merge_threshold or 1.5 * self.scene_depth / fx
 
-        floaters = cfg.filter_floaters if cfg.filter_floaters is not None else source != "given"
+        # flying pixels exist only where a model estimated depth edges; the layout prior has none,
+        # and its smooth floor changes disparity fast enough at low resolution to look like one
+        floaters = cfg.filter_floaters if cfg.filter_floaters is not None else (source != "given" and not approximate)
         lifted = depth_to_points(d, camera, image=img, filter_floaters=floaters)
         self.ggm.initialize(lifted.points, colors=lifted.colors)
         confidence = (d[0] > 0).float()
@@ -291,7 +340,11 @@ class WorldStereo:
         self._add_keyframe(img[0], d[0], confidence, camera, path_index=-1, frame_id=0)
         self._previous = (img[0], d[0], camera)
         self.frame_counter = 1
-        return StartInfo(source, approximate, message, self.scene_depth, self.ggm.num_points)
+        self.start_info = StartInfo(
+            source, approximate, message, self.scene_depth, self.ggm.num_points,
+            depth_model=model_name, scale_factor=factor, scale_message=scale_message, fallback_reason=fallback,
+        )
+        return self.start_info
 
     def _reset_state(self) -> None:
         self.ssm.clear()
@@ -410,6 +463,12 @@ class WorldStereo:
         image, depth, camera = self._previous
         lifted = depth_to_points(depth.unsqueeze(0), camera, image=image.unsqueeze(0), filter_floaters=False)
         return lifted.points, lifted.colors
+
+    def previous_frame_image(self) -> torch.Tensor:
+        """(3, H, W) the previous frame (the input image before any was generated)."""
+        if self._previous is None:
+            raise RuntimeError("call start() first")
+        return self._previous[0]
 
     def set_previous(self, image: torch.Tensor, depth: torch.Tensor, camera: CameraParameters) -> None:
         self._previous = (image, depth, camera)
@@ -562,14 +621,30 @@ def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in state.items()}
 
 
-def make_depth_estimator(name: str) -> Any:
-    """A depth estimator by registry name; ``auto`` = MoGe-2 with local weights, else the offline prior."""
+def make_depth_estimator(
+    name: str,
+    weights: str | None = None,
+    device: str | None = None,
+    *,
+    progress: Any = None,
+    show_progress: bool = True,
+) -> Any:
+    """A depth estimator by registry name; ``auto`` = MoGe-2 when it can be had (cache or Hub), else the prior.
+
+    Args:
+        weights, device: MoGe-2 weights and device (see ``WorldStereoConfig.depth_model`` / ``depth_device``).
+        progress: download progress callback (bytes done, total); show_progress: a bar on stderr.
+    """
     from worldstereo.backends.depth import DEPTH_BACKENDS, default_depth_estimator
 
     if name == "auto":
-        return default_depth_estimator()
+        return default_depth_estimator(weights, device, progress=progress, show_progress=show_progress)
     if name == "file":
         raise ValueError("the 'file' depth backend needs a path: pass the depth map to start(depth=...)")
+    if name == "moge":
+        return DEPTH_BACKENDS.create(
+            "moge", weights=weights, device=device, progress=progress, show_progress=show_progress
+        )
     return DEPTH_BACKENDS.create(name)
 
 
