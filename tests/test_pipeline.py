@@ -289,3 +289,36 @@ def test_config_validation():
         WorldStereo(WorldStereoConfig(generator="diffusion"))
     with pytest.raises(ValueError, match="scene"):
         WorldStereo(WorldStereoConfig(generator="oracle"))
+
+
+def test_a_view_of_nothing_known_is_filled_and_marked_not_flat(small_room):
+    _, view = small_room
+    model = _small_model(view)
+    start = model.start_camera
+    # the same camera turned around: every stored point is behind it
+    turn = torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0]))
+    away = CameraParameters(start.K, turn @ start.w2c, start.width, start.height)
+    steps = list(model.generate(CameraParameters.cat([start, away]), num_frames=2))
+    assert not steps[0].blank and steps[0].hole_share < 0.05
+    blank = steps[1]
+    assert blank.blank and blank.hole_share == 1.0
+    assert float(blank.image.std()) > 0.02  # never a flat colour
+    assert bool((blank.depth > 0).all())  # still geometry: the next frames see it
+    assert blank.memory.points_added > 0
+
+
+def test_blank_frame_with_points_in_a_wider_view_shows_their_colours(small_room):
+    _, view = small_room
+    model = _small_model(view, use_ssm=False)
+    start = model.start_camera
+    # turned 90 degrees about the vertical axis: the start view's points are just outside the field of view
+    a = math.radians(90.0)
+    R = torch.tensor([[math.cos(a), 0.0, -math.sin(a), 0.0], [0.0, 1.0, 0.0, 0.0],
+                      [math.sin(a), 0.0, math.cos(a), 0.0], [0.0, 0.0, 0.0, 1.0]])
+    side = CameraParameters(start.K, R @ start.w2c, start.width, start.height)
+    step = next(iter(model.generate(side, num_frames=1)))
+    assert step.hole_share == 1.0
+    # the fill takes colours the room has (not grey): compare the mean with the start image's
+    assert float(step.image.std()) > 0.02
+    assert float((step.image.mean((1, 2)) - view.image[0].mean((1, 2))).abs().max()) < 0.25
+    assert float((step.image - view.image[0]).abs().mean()) > 0.02  # the wide render, not the held previous frame

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from worldstereo.model import FrameObservation, WorldStereo
 
 
+#: a frame whose GGM render is more than this share holes shows (almost) nothing known
+BLANK_HOLE_SHARE = 0.9
+
+
 @dataclass
 class MemoryStats:
     """Memory statistics after a step."""
@@ -72,6 +76,16 @@ class Step:
     attention: AttentionSummary | None
     memory: MemoryStats
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hole_share(self) -> float:
+        """Share of the frame the memories did not know (GGM render holes before generation), in [0, 1]."""
+        return float(self.ggm_hole_mask.float().mean())
+
+    @property
+    def blank(self) -> bool:
+        """Nothing known was in view (over 90% holes): the frame is the generator's fill alone."""
+        return self.hole_share > BLANK_HOLE_SHARE
 
     def image_uint8(self):
         """(H, W, 3) uint8 numpy image (for files, Gradio, viser)."""

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from worldstereo.backends.generators import FRAME_GENERATORS, AttentionSummary, FrameGenerator, FrameResult
 from worldstereo.camera import CameraParameters
+from worldstereo.geometry.dense_splat import splat_dense
 from worldstereo.geometry.holes import extend_depth_background, fill_thin_gaps, inpaint_colors
-from worldstereo.geometry.splat import splat_points
 from worldstereo.keyframes import MemoryKeyframe, select_reference_views
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ INPAINTED_CONFIDENCE = 0.25
 # Confidence of pixels resampled from memory: below the input image's 1.0, so that where a
 # generated keyframe and the input image see the same surface equally well, the input image wins.
 RESAMPLED_CONFIDENCE = 0.9
+# Points nearer than this share of the scene's median depth are not rendered (see render_points).
+NEAR_FRACTION = 0.1
 # Attention mass a token must give a keyframe for that keyframe to be sampled for its pixels.
 MIN_ATTENTION = 0.02
 
@@ -77,15 +79,18 @@ class WarpGenerator(FrameGenerator):
     """The default generator; see the module docstring.
 
     Args:
-        splat_radius: splat footprint radius in pixels for the GGM render.
+        splat_radius: splat footprint radius in pixels for the GGM render (> 0: a plain square splat).
+        render_levels: coarser renders that close the gaps between sparse points (see
+            :func:`~worldstereo.geometry.dense_splat.splat_dense`; used when ``splat_radius`` is 0).
         max_gap: thin gaps up to ~2 * max_gap pixels wide are filled from their neighbours.
         top_k: entries per token kept in the attention summary.
     """
 
     name = "warp"
 
-    def __init__(self, splat_radius: int = 0, max_gap: int = 2, top_k: int = 4) -> None:
+    def __init__(self, splat_radius: int = 0, render_levels: int = 3, max_gap: int = 2, top_k: int = 4) -> None:
         self.splat_radius = splat_radius
+        self.render_levels = render_levels
         self.max_gap = max_gap
         self.top_k = top_k
         self._references: list[int] = []
@@ -114,7 +119,7 @@ class WarpGenerator(FrameGenerator):
             src_points, src_colors = model.ggm.point_cloud, model.ggm.point_colors
         else:
             src_points, src_colors = model.previous_frame_points()
-        render = splat_points(src_points, src_colors, camera, radius=self.splat_radius)
+        render = self.render_points(src_points, src_colors, camera, near=NEAR_FRACTION * model.scene_depth)
         ggm_image, ggm_depth, ggm_hole = render.image[0], render.depth[0], render.hole_mask[0]
         image, depth, hole = fill_thin_gaps(ggm_image, ggm_depth, ggm_hole, self.max_gap)
         timings["render"] = _ms(t0)
@@ -129,8 +134,11 @@ class WarpGenerator(FrameGenerator):
 
         # 3. holes: depth from the background side, colours inpainted
         t2 = time.perf_counter()
-        depth = extend_depth_background(depth, hole)
-        image = inpaint_colors(image, hole)
+        if bool(hole.all()):
+            image, depth = self._fill_blank(model, src_points, src_colors, camera)
+        else:
+            depth = extend_depth_background(depth, hole)
+            image = inpaint_colors(image, hole)
         confidence = torch.where(hole, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
         timings["inpaint"] = _ms(t2)
 
@@ -146,6 +154,46 @@ class WarpGenerator(FrameGenerator):
             attention=attention,
             timings=timings,
         )
+
+    def render_points(self, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters, near: float = 1e-3):
+        """The GGM (or any point cloud) rendered into ``camera``: a :class:`RenderOutput` with B = 1.
+
+        Points nearer than ``near`` (scene units) are not drawn: a camera passing a surface at arm's
+        length would otherwise fill its view with a few enormously magnified points.
+        """
+        near = max(float(near), 1e-3)
+        if self.splat_radius > 0:
+            from worldstereo.geometry.splat import splat_points
+
+            return splat_points(points, colors, camera, radius=self.splat_radius, near=near)
+        return splat_dense(points, colors, camera, levels=self.render_levels, near=near)
+
+    def _fill_blank(
+        self, model: WorldStereo, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A frame whose view holds no known point: never a flat colour.
+
+        The colours are those of the scene around the view direction: the points rendered by the
+        same pose with a wider field of view (focal length halved until some are seen), resized to
+        the frame and inpainted; without any point ahead, the previous frame. The depth is a
+        fronto-parallel plane at the scene's median depth, so the frame still enters the GGM and
+        later frames see it; its confidence is that of inpainted content.
+
+        Returns:
+            image (3, H, W), depth (1, H, W).
+        """
+        h, w = camera.height, camera.width
+        depth = torch.full((1, h, w), float(model.scene_depth))
+        K = camera.K[0].clone()
+        for _ in range(4):
+            K[:2, :2] = K[:2, :2] / 2.0
+            wide = CameraParameters(K.unsqueeze(0), camera.w2c, w, h)
+            render = self.render_points(points, colors, wide)
+            known = ~render.hole_mask[0]
+            if float(known.float().mean()) > 0.01:
+                return inpaint_colors(render.image[0], render.hole_mask[0]), depth
+        previous = model.previous_frame_image()
+        return previous.clone(), depth
 
     def _fill_from_ssm(
         self, model: WorldStereo, camera: CameraParameters, image: torch.Tensor, depth: torch.Tensor, hole: torch.Tensor
@@ -195,12 +243,11 @@ class WarpGenerator(FrameGenerator):
         # sharp; the input image (confidence 1) wins over generated keyframes (0.9) seen as well.
         covered = ~hole[0]
         pts = cam_f.unproject(depth.unsqueeze(0))[0][covered]
-        pix_token = _pixel_token_index(h, w, p)[covered]
         best_score = torch.zeros(pts.shape[0])
         best_color = torch.zeros(pts.shape[0], 3)
         used: list[int] = []
         for fid in frames_present:
-            tok_w = frame_weights[fid].reshape(-1)[pix_token]
+            tok_w = _pixel_weights(frame_weights[fid], h, w)[covered]
             if not bool((tok_w > 0).any()):
                 continue
             kf = model.keyframe_by_id(fid)
@@ -233,11 +280,13 @@ def _view_proximity(view: CameraParameters, target: CameraParameters, scene_dept
     return math.exp(-((angle / 0.5) ** 2) - (dist / 0.5) ** 2)
 
 
-def _pixel_token_index(h: int, w: int, p: int) -> torch.Tensor:
-    """(H, W) int64: the row-major index of the token holding each pixel."""
-    r = torch.arange(h) // p
-    c = torch.arange(w) // p
-    return r.view(-1, 1) * (w // p) + c.view(1, -1)
+def _pixel_weights(token_weights: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(rows, cols) per-token attention mass -> (H, W) per pixel, bilinear between token centres.
+
+    Deciding per token would switch the source view along the token grid and draw its squares
+    into the frame; interpolated weights move those switches to where the attention changes.
+    """
+    return F.interpolate(token_weights[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
 
 
 def _summarise(

@@ -116,7 +116,7 @@ def inpaint_colors(image: torch.Tensor, hole: torch.Tensor, radius: int = 3) -> 
     if not mask.any():
         return image.clone()
     if mask.all():
-        return torch.full_like(image, 0.5)
+        raise ValueError("nothing to inpaint from: every pixel is a hole")
     img8 = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     out8 = cv2.inpaint(img8, mask, radius, cv2.INPAINT_TELEA)
     out = torch.from_numpy(out8.astype(np.float32) / 255.0).permute(2, 0, 1)
