@@ -112,6 +112,38 @@ def test_every_images_example_runs_with_its_camera_file(capsys, tmp_path, exampl
         torch.testing.assert_close(model.start_camera.w2c[0], cams.extrinsics[0].float())
 
 
+def test_camera_file_scale_is_applied_reported_and_warned(capsys, tmp_path, examples_dir):
+    ex_dir = _images_dirs(examples_dir)[0]
+    out = tmp_path / "o"
+    rc, _, err = _run(capsys, "generate", "--image", ex_dir / "image.png", "--camera", ex_dir / "camera.json",
+                      "--size", SIZE, "--frames", "21", "--out", out)
+    assert rc == 0, err
+    raw = json.loads((ex_dir / "camera.json").read_text())
+    d0 = raw["extrinsic"][0][2][3]  # the orbit pivot's depth: frame 0 is [I | (0, 0, d0)]
+    run = json.loads((out / "run.json").read_text())
+    assert run["scale_factor"] != 1.0 and "lies at its depth" in run["scale_message"]
+    assert f"depth scaled x{run['scale_factor']:.3g}" in err
+    # the start view's depth at the image centre now sits at the pivot's depth (independent of the code: read back)
+    d = load_depth_map(out / "depth" / "000.png")
+    centre = d[H // 2 - 2 : H // 2 + 3, W // 2 - 2 : W // 2 + 3]
+    assert float(np.median(centre)) == pytest.approx(d0, rel=0.05)
+    # the coverage guard names the frames that look at unknown space (a 148-degree orbit)
+    assert "look at space the memory does not know yet" in err and "frames " in err
+
+
+def test_given_depth_is_only_scaled_when_asked(capsys, tmp_path, examples_dir):
+    ex_dir = _images_dirs(examples_dir)[0]
+    img = imageio.imread(ex_dir / "image.png")
+    depth = np.full(img.shape[:2], 4.0, np.float32)
+    np.save(tmp_path / "d.npy", depth)
+    for flag, want in (([], 4.0), (["--align-scale"], json.loads((ex_dir / "camera.json").read_text())["extrinsic"][0][2][3])):
+        out = tmp_path / f"o{len(flag)}"
+        rc, _, err = _run(capsys, "generate", "--image", ex_dir / "image.png", "--depth", tmp_path / "d.npy",
+                          "--camera", ex_dir / "camera.json", "--size", SIZE, "--frames", "2", "--out", out, *flag)
+        assert rc == 0, err
+        assert float(np.median(load_depth_map(out / "depth" / "000.png"))) == pytest.approx(want, rel=1e-3)
+
+
 def test_images_kind_folder_as_example(capsys, tmp_path, examples_dir):
     ex_dir = _images_dirs(examples_dir)[0]
     rc, _, err = _run(capsys, "generate", "--example", ex_dir, "--size", SIZE, "--frames", "2", "--out", tmp_path / "o")

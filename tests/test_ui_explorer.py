@@ -214,3 +214,32 @@ def test_viewport_editor_callbacks_edit_the_path(manager):
     assert len(s.editor.keyframes) == 2
     # the viewport shows exactly the editor's sampled path
     assert cams_equal(s.viewport.previewed, trajectory_sample(s.editor, s.num_frames))
+
+
+def test_preview_is_coloured_by_coverage_and_updates_on_drag(manager):
+    s = manager.get("a")
+    summary = s.load(bundle(), "256x192")
+    assert "Depth: *given*" in summary.message
+    s.set_path("preset", "orbit_right", 0.1, True, 5)
+    labels = s.viewport.previewed_coverage
+    assert labels is not None and len(labels) == 5 and labels[0] == "known"
+    # a keyframe dragged to look away from the scene turns its end of the path unknown
+    base = s.model.start_camera.c2w[0].double().numpy()
+    away = base.copy()
+    away[:3, :3] = base[:3, :3] @ np.diag([-1.0, 1.0, -1.0])  # turned around
+    s.editor = pe.add_keyframe(pe.add_keyframe(pe.PathEditorState(), base, math.radians(60)), base, math.radians(60))
+    msg = s.set_path("keyframes", "orbit_right", 0.1, True, 5)
+    assert s.viewport.previewed_coverage == ["known"] * 5 and "Coverage" not in msg
+    s._on_move(1, away)
+    assert s.viewport.previewed_coverage[-1] == "unknown" and s.viewport.previewed_coverage[0] == "known"
+
+
+def test_example_load_reports_depth_and_scale(manager, examples_dir):
+    from ui.samples import EXAMPLE_PREFIX, list_samples, load_sample
+
+    name = next(n for n in list_samples() if n.startswith(EXAMPLE_PREFIX) and "dining" in n)
+    s = manager.get("b")
+    summary = s.load(load_sample(name, 256, 192), "256x192")
+    assert "approximate" in summary.message and "switched off (HF_HUB_OFFLINE)" in summary.message
+    assert "Scaled x" in summary.message
+    assert s.model.start_info.scale_factor != 1.0

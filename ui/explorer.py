@@ -29,11 +29,30 @@ from ui.viewport import EditorCallbacks, Viewport
 from worldstereo.atomic import atomic_path
 from worldstereo.backends.generators import AttentionSummary
 from worldstereo.camera import CameraParameters
-from worldstereo.model import WorldStereo, WorldStereoConfig
+from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
 
 DEPTH_CHOICES = ("auto", "prior", "moge")
 GENERATOR_CHOICES = ("warp", "oracle")
 KEYFRAMES_PER_MEMORY = 32
+
+
+def depth_status(info) -> str:
+    """One markdown line: which depth is in use, whether it is approximate and why, and its scale."""
+    if info.depth_source == "given":
+        text = "Depth: *given* (exact)."
+    elif info.approximate:
+        reasons = {
+            "offline": "the Hub is switched off (HF_HUB_OFFLINE)", "download_failed": "the Hub could not be reached",
+            "corrupt": "the downloaded weights were corrupt", "not_found": "no MoGe-2 weights were found",
+            "package_missing": "the MoGe-2 package is not installed",
+        }
+        why = reasons.get(info.fallback_reason or "", "the layout prior was chosen")
+        text = f"Depth: **approximate** (offline layout prior, because {why})."
+    else:
+        text = f"Depth: MoGe-2 *{info.depth_model}*."
+    if info.scale_factor != 1.0:
+        text += f" Scaled x{info.scale_factor:.3g} to the official camera path."
+    return text
 
 
 class BusyError(RuntimeError):
@@ -153,8 +172,14 @@ class Session:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ input
-    def load(self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp") -> StartSummary:
-        """Start a new exploration from ``bundle`` at working ``size`` (a key of ``WORKING_SIZES``)."""
+    def load(
+        self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp", progress=None
+    ) -> StartSummary:
+        """Start a new exploration from ``bundle`` at working ``size`` (a key of ``WORKING_SIZES``).
+
+        Estimated depth is scaled to the bundle's first official path (``worldstereo.scale``);
+        ``progress(bytes_done, bytes_total)`` is called while depth weights download (first use only).
+        """
         if size not in WORKING_SIZES:
             raise ValueError(f"size must be one of {sorted(WORKING_SIZES)}, got {size!r}")
         if depth_backend not in DEPTH_CHOICES:
@@ -168,9 +193,12 @@ class Session:
         cfg = WorldStereoConfig(width=w, height=h, depth_backend=depth_backend, generator=generator,
                                 scene=bundle.scene, memory_size=KEYFRAMES_PER_MEMORY * tokens)
         with self._exclusive():
-            model = WorldStereo(cfg)
             use_given = bundle.depth is not None and depth_backend == "auto"
-            info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera)
+            estimator = None if use_given else make_depth_estimator(depth_backend, progress=progress)
+            model = WorldStereo(cfg, depth_estimator=estimator)
+            align_to = bundle.paths[0].cameras if bundle.paths else None
+            info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera,
+                               align_to=align_to)
             self.model, self.bundle = model, bundle
             self.frames, self.records, self.history = [], {}, []
             scene_mode = bundle.scene is not None
@@ -179,9 +207,7 @@ class Session:
             vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
             vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
             self._refresh_editor_view()
-        msg = f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points, depth from *{info.depth_source}*."
-        if info.approximate:
-            msg += " **The geometry is approximate** (offline depth prior, no depth model): " + info.message.split(" (")[0]
+        msg = f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)}"
         return StartSummary(bundle.label, msg, info.approximate, info.num_points, bundle.scene is not None,
                             [p.name for p in bundle.paths])
 
@@ -252,8 +278,20 @@ class Session:
             self.viewport.clear_path()
             return str(exc)
         curve = pe.spline_points(self.editor) if self.editor.mode == "keyframes" else None
-        self.viewport.show_path(res.cameras, curve)
+        coverage = self.path_coverage(res.cameras)
+        self.viewport.show_path(res.cameras, curve, coverage.labels)
+        unknown = coverage.frames("unknown")
+        if unknown:
+            return (f"{res.message} Coverage: {len(unknown)} of {len(res.cameras)} frames look at space the memory does "
+                    "not know yet (red); they are filled by the generator.")
         return res.message
+
+    def path_coverage(self, cameras: CameraParameters):
+        """The coverage guard of ``cameras`` against the current GGM (``worldstereo.coverage.PathCoverage``)."""
+        from worldstereo.coverage import path_coverage
+
+        model = self._require_model()
+        return path_coverage(model.ggm.point_cloud, cameras)
 
     def _on_move(self, index: int, T: np.ndarray) -> None:
         with self._state_lock:

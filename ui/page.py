@@ -17,9 +17,10 @@ from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, St
 from ui.path_editor import read_path_file
 from ui.samples import list_samples, load_sample, load_upload
 from ui.sessions import SessionLimitError, SessionManager
+from worldstereo.hub import WeightsUnavailableError
 from worldstereo.trajectory import list_presets
 
-USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError)
+USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError, WeightsUnavailableError)
 
 INTRO = """# WorldStereo Explorer
 Pick a sample (or upload an image), shape a camera path in the 3D viewport, press **Generate** and watch the
@@ -128,21 +129,31 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 gallery: [], current: None, progress: "", stats: plots.memory_figure([]), shown: -1,
             }
 
-        def on_load_sample(name: str, size_v: str, depth_v: str, gen_v: str, request: gr.Request) -> dict[Any, Any]:
+        def download_progress(progress: gr.Progress):
+            def report(done: int, total: int | None) -> None:
+                if total:
+                    progress(done / total, desc=f"Downloading depth weights (first use): {done / 2**20:.0f} of "
+                                                f"{total / 2**20:.0f} MiB")
+            return report
+
+        def on_load_sample(name: str, size_v: str, depth_v: str, gen_v: str, request: gr.Request,
+                           progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008 - gradio's idiom
             try:
                 s = session(request)
                 w, h = WORKING_SIZES.get(size_v, WORKING_SIZES[config.default_size])
-                return after_start(s, s.load(load_sample(name, w, h), size_v, depth_v, gen_v))
+                return after_start(s, s.load(load_sample(name, w, h), size_v, depth_v, gen_v,
+                                             progress=download_progress(progress)))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
         def on_upload(image_file: str | None, depth_file: str | None, size_v: str, depth_v: str, gen_v: str,
-                      request: gr.Request) -> dict[Any, Any]:
+                      request: gr.Request, progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
             try:
                 if not image_file:
                     raise ValueError("choose an image file to upload")
                 s = session(request)
-                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v))
+                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v,
+                                             progress=download_progress(progress)))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 

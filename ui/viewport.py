@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,8 @@ HIGHLIGHT = np.array([255, 230, 40], dtype=np.uint8)
 KEYFRAME_COLOR = (255, 140, 0)
 FRAME_COLOR = (60, 60, 60)
 PREVIEW_COLOR = (30, 120, 255)
+#: path preview colours by coverage (worldstereo.coverage labels): known, partly known, unknown
+COVERAGE_COLORS = {"known": (40, 180, 80), "partly": (240, 170, 20), "unknown": (220, 40, 40)}
 RECENT_LIMIT = 60_000
 
 
@@ -97,6 +100,7 @@ class Viewport:
         self._fov_slider: viser.GuiSliderHandle | None = None
         self._playing = threading.Event()
         self.previewed: CameraParameters | None = None
+        self.previewed_coverage: list[str] | None = None
         """The cameras of the last path preview (exactly what the viewport drew)."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -185,25 +189,38 @@ class Viewport:
             self.server.scene.remove_by_name(f"/frames/f{f}")
 
     # ------------------------------------------------------------------ path preview and editor
-    def show_path(self, cameras: CameraParameters, curve: np.ndarray | None = None) -> None:
-        """Frustums at exactly ``cameras`` and a curve through ``curve`` (M, 3) (default: the camera centres)."""
+    def show_path(
+        self, cameras: CameraParameters, curve: np.ndarray | None = None, coverage: list[str] | None = None
+    ) -> None:
+        """Frustums at exactly ``cameras`` and a curve through ``curve`` (M, 3) (default: the camera centres).
+
+        With ``coverage`` (one label per camera: ``known`` / ``partly`` / ``unknown``, see
+        ``worldstereo.coverage``) frustums and curve are coloured by how much of each view the memory knows.
+        """
         with self._lock:
             self.server.scene.remove_by_name("/path/preview")
             self.previewed = cameras
+            self.previewed_coverage = coverage
             n = len(cameras)
+            colors = [COVERAGE_COLORS[c] for c in coverage] if coverage is not None and len(coverage) == n else None
             step = max(1, n // 12)
             for i in range(0, n, step):
                 wxyz, pos = pose_of(cameras, i)
                 self.server.scene.add_camera_frustum(
                     f"/path/preview/f{i}", fov=float(cameras.fov_y[i]), aspect=cameras.width / cameras.height,
-                    scale=0.05 * self.scene_scale, wxyz=wxyz, position=pos, color=PREVIEW_COLOR,
-                    thickness=0.002 * self.scene_scale,
+                    scale=0.05 * self.scene_scale, wxyz=wxyz, position=pos,
+                    color=colors[i] if colors else PREVIEW_COLOR, thickness=0.002 * self.scene_scale,
                 )
             c = cameras.camera_centers.detach().cpu().double().numpy() if curve is None or len(curve) < 2 else curve
             if len(c) >= 2:
                 seg = np.stack([c[:-1], c[1:]], axis=1).astype(np.float32)
+                seg_colors: Any = PREVIEW_COLOR
+                if colors:
+                    # each segment takes the colour of the path frame nearest its start
+                    frame_of = np.round(np.linspace(0, n - 1, len(seg))).astype(int)
+                    seg_colors = np.repeat(np.array([colors[i] for i in frame_of], np.uint8)[:, None], 2, axis=1)
                 self.server.scene.add_line_segments(
-                    "/path/preview/curve", seg, PREVIEW_COLOR, thickness=0.004 * self.scene_scale
+                    "/path/preview/curve", seg, seg_colors, thickness=0.004 * self.scene_scale
                 )
 
     def clear_path(self) -> None:

@@ -7,6 +7,7 @@ Commands::
     worldstereo generate --example DIR [--frames N] ...
     worldstereo scenes                         # list the procedural scenes
     worldstereo scenes render NAME --out DIR   # image.png, depth.png (16-bit mm), depth.npy, camera.json
+    worldstereo download-weights [--device auto|cpu|cuda|all]   # fill the Hugging Face cache for offline use
 
 Outputs are described in :mod:`worldstereo.exports`. Bad input gives one line ``error: ...`` on stderr
 and exit status 2 (``--debug`` shows the traceback); Ctrl-C gives status 130 and leaves no half-written file.
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldstereo", description="WorldStereo Explorer: camera-guided scene exploration with memory.")
     # its own action (parents share action objects, and a default set here would leak into the subcommands)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{generate,scenes,eval}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{generate,scenes,eval,download-weights}")
 
     g = sub.add_parser(
         "generate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -152,7 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     g.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
     g.add_argument("--depth-backend", choices=("auto", "moge", "prior"), default="auto",
-                   help="depth when no --depth is given: auto = MoGe-2 with local weights, else the approximate prior")
+                   help="depth when no --depth is given: auto = MoGe-2 (cached, or downloaded from the Hugging Face "
+                        "Hub on first use), else the approximate prior with the reason")
+    g.add_argument("--depth-model", metavar="REPO_OR_PATH", default=None,
+                   help="MoGe-2 weights: a Hub repo id (e.g. Ruicheng/moge-2-vitl-normal) or a checkpoint; default: "
+                        "the small vits variant on a CPU, vitl on CUDA")
+    g.add_argument("--align-scale", action="store_true",
+                   help="also scale a given --depth to the camera file (estimated depth always is)")
     g.add_argument("--generator", choices=("warp", "oracle"), default="warp",
                    help="warp (default) or oracle (ground-truth renders of --scene)")
     g.add_argument("--no-ggm", action="store_true", help="disable the Global-Geometric Memory")
@@ -179,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="texture seed")
     r.set_defaults(func=_cmd_scenes_render)
 
+    dw = sub.add_parser(
+        "download-weights", parents=[common], help="fetch the model weights the defaults need into the Hugging Face cache",
+        description="Download the weights the defaults use into the Hugging Face cache (HF_HOME), for offline machines "
+                    "and a Space's build step: MoGe-2 (the small vits variant for a CPU, vitl for CUDA). "
+                    "HF_ENDPOINT and HF_TOKEN are honoured; files already cached are not downloaded again.",
+    )
+    dw.add_argument("--device", choices=("auto", "cpu", "cuda", "all"), default="auto",
+                    help="which default variants: this machine's (auto), a CPU's, a GPU's, or all")
+    dw.add_argument("--depth-model", metavar="REPO", action="append", default=[],
+                    help="a MoGe-2 repo id to fetch as well (repeatable)")
+    dw.add_argument("--quiet", action="store_true", help="no progress bar")
+    dw.set_defaults(func=_cmd_download_weights)
+
     from worldstereo.eval.ablation import add_eval_arguments, eval_command
 
     e = sub.add_parser("eval", parents=[common], help="memory ablation (no memory / +GGM / +GGM+SSM) and report",
@@ -186,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write report.md, results.json and charts.")
     add_eval_arguments(e)
     e.set_defaults(func=eval_command)
+    esub = e.add_subparsers(dest="eval_command", parser_class=_Parser, metavar="{fidelity}")
+    from worldstereo.eval.fidelity import add_fidelity_arguments, fidelity_command
+
+    fid = esub.add_parser(
+        "fidelity", parents=[common], help="coverage of the official example paths (blank frames, hole share, "
+                                           "IoU and PSNR against the official renders)",
+        description="Per path of official example folders: blank frames (>90%% holes before generation), mean hole "
+                    "share, and for reconstruction-kind examples the hole-mask IoU and PSNR of the start point cloud's "
+                    "renders against the official render.mp4 / render_mask.mp4.",
+    )
+    add_fidelity_arguments(fid)
+    fid.set_defaults(func=fidelity_command)
     return parser
 
 
@@ -380,13 +412,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     w, h = args.size
     config = WorldStereoConfig(
-        width=w, height=h, depth_backend=args.depth_backend, generator=args.generator,
+        width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model, generator=args.generator,
         scene=args.scene, scene_seed=args.seed, use_ggm=not args.no_ggm, use_ssm=not args.no_ssm,
     )
-    model = WorldStereo(config)
-    info = model.start(inp.image, depth=inp.depth, camera=inp.camera)
-    if info.approximate:
-        _note(args, info.message or "geometry is approximate")
+    estimator = None
+    if inp.depth is None:
+        from worldstereo.model import make_depth_estimator
+
+        estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
+    model = WorldStereo(config, depth_estimator=estimator)
+    align_to = inp.paths[0][1] if inp.paths else None
+    info = model.start(inp.image, depth=inp.depth, camera=inp.camera, align_to=align_to,
+                       align_scale=True if args.align_scale else None)
+    _note(args, f"depth: {info.message or info.depth_source}")
+    if info.scale_message:
+        _note(args, info.scale_message)
 
     if inp.paths:
         paths = [(name, subsample(cams, args.frames)) for name, cams in inp.paths]
@@ -405,6 +445,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     multi = len(paths) > 1
     summary: list[dict[str, Any]] = []
     for name, cams in paths:
+        _warn_coverage(args, model, name, cams)
         path_dir = out / name if multi else out
         bar = tqdm(total=len(cams), desc=name, unit="frame", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
         try:
@@ -424,6 +465,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         "depth_source": info.depth_source,
         "approximate_geometry": info.approximate,
         "depth_message": info.message,
+        "depth_model": info.depth_model,
+        "scale_factor": info.scale_factor,
+        "scale_message": info.scale_message,
         "scene_depth": info.scene_depth,
         "paths": summary,
         "points": mem.num_points,
@@ -434,6 +478,31 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if not args.no_snapshot:
         print(f"memory snapshot: {mem.snapshot}")
     return 0
+
+
+def _frame_ranges(frames: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts: list[str] = []
+    for f in frames:
+        if parts and parts[-1][1] == f - 1:
+            parts[-1] = (parts[-1][0], f)
+        else:
+            parts.append((f, f))
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in parts)
+
+
+def _warn_coverage(args: argparse.Namespace, model: Any, name: str, cameras: CameraParameters) -> None:
+    """Coverage guard: name the frames of the path that look at space the memories do not know yet."""
+    if args.quiet or not model.config.use_ggm:
+        return
+    from worldstereo.coverage import UNKNOWN, path_coverage
+
+    cov = path_coverage(model.ggm.point_cloud, cameras)
+    unknown = cov.frames("unknown")
+    if unknown:
+        _note(args, f"{name}: frames {_frame_ranges(unknown)} of {len(cameras)} look at space the memory does not "
+                    f"know yet (>{UNKNOWN:.0%} holes now); the generator fills them, from the frames before them "
+                    "where the path turns gradually")
 
 
 # ------------------------------------------------------------------------------------------------ scenes
@@ -468,11 +537,27 @@ def _cmd_scenes_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ download-weights
+def _cmd_download_weights(args: argparse.Namespace) -> int:
+    from worldstereo.backends.depth_moge import MOGE_DEFAULT_REPOS, default_device, resolve_moge_weights
+
+    if args.device == "all":
+        repos = list(dict.fromkeys(MOGE_DEFAULT_REPOS.values()))
+    else:
+        device = default_device() if args.device == "auto" else args.device
+        repos = [MOGE_DEFAULT_REPOS[device]]
+    repos += [r for r in args.depth_model if r not in repos]
+    for repo in repos:
+        path = resolve_moge_weights(repo, show_progress=not args.quiet)
+        print(f"MoGe-2 {repo}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ entry point
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from worldstereo.backends.depth_moge import MoGeUnavailableError
+    from worldstereo.hub import WeightsUnavailableError
 
-    return (ValueError, OSError, MoGeUnavailableError)
+    return (ValueError, OSError, WeightsUnavailableError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -524,7 +524,7 @@ def run_eval(
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``worldstereo eval`` options to ``parser``."""
-    parser.add_argument("--out", required=True, help="folder for report.md, results.json and the charts")
+    parser.add_argument("--out", default=None, help="folder for report.md, results.json and the charts (required)")
     parser.add_argument("--quick", action="store_true", help="reduced setting: one scene (room), 8-frame paths at 256x192")
     parser.add_argument("--scenes", nargs="+", default=None, help="procedural scenes (default: room terrain tabletop)")
     parser.add_argument("--frames", type=int, default=None, help="frames per path (default 21, quick 8)")
@@ -537,6 +537,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def eval_command(args: argparse.Namespace) -> int:
     """Run ``worldstereo eval`` from parsed arguments; returns the exit status (0, or 2 for bad options)."""
+    if not args.out:
+        print("error: the ablation needs --out DIR (or run 'worldstereo eval fidelity EXAMPLE')", file=sys.stderr)
+        return 2
     settings = EvalSettings.quick_settings() if args.quick else EvalSettings()
     overrides: dict = {"seed": args.seed}
     if args.scenes:
