@@ -34,7 +34,7 @@ def test_sample_generate_stream_and_downloads(app, tmp_path):
     url, built = app
     c = Client(url, verbose=False, download_files=str(tmp_path))
     status = c.predict("scene: tabletop", "256x192", "auto", "warp", api_name="/load_sample")[0]
-    assert "Loaded" in status and "depth from *given*" in status
+    assert "Loaded" in status and "Depth: *given*" in status
     assert "5 frames" in c.predict("preset", "eloop", 0.3, True, 5, api_name="/set_path")
     outs = list(c.submit("preset", "eloop", 0.3, True, 5, api_name="/generate"))
     progress = [o[0] for o in outs]
