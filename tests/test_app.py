@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -38,7 +39,8 @@ def test_sample_generate_stream_and_downloads(app, tmp_path):
     assert "5 frames" in c.predict("preset", "eloop", 0.3, True, 5, api_name="/set_path")
     outs = list(c.submit("preset", "eloop", 0.3, True, 5, api_name="/generate"))
     progress = [o[0] for o in outs]
-    assert progress[:5] == [f"**Frame {i} / 5 (path 1)**" for i in range(1, 6)]
+    assert [p.split(":")[0] for p in progress[:5]] == [f"**Frame {i} / 5 (path 1)" for i in range(1, 6)]
+    assert all(re.search(r"\d+% new to the memory", p) for p in progress[:5])
     assert "Done: 5 frames" in progress[-1]
     assert len(outs[-1][1]) == 5  # gallery of the path's frames
     files, msg = c.predict(api_name="/export")

@@ -376,7 +376,10 @@ class Session:
                         vp.show_new_points(step.frame_id, model.ggm.point_cloud[-added:], model.ggm.point_colors[-added:],
                                            step.memory.points_total)
                     self.touch()
-                    status = f"Frame {step.frame_index + 1} / {n} (path {step.path_index + 1})"
+                    status = (f"Frame {step.frame_index + 1} / {n} (path {step.path_index + 1}): "
+                              f"{100 * step.hole_share:.0f}% new to the memory")
+                    if step.blank:
+                        status += " (nothing known was in view: the frame is the generator's fill)"
                     yield StreamUpdate(step.frame_index, n, rec, self._files(), list(self.history), False, False, status)
                     if self._cancel.is_set():
                         cancelled = True
