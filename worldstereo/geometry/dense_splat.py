@@ -14,9 +14,9 @@ same points are dense again. Then it fills from coarse to fine:
 * a finer-level point lying clearly behind the coarser surface (a far point seen through a gap in a
   magnified near surface; "clearly" = by more than ``depth_tolerance`` plus the coarser surface's
   own depth step to its neighbours, so a slanted floor is not behind itself) is hidden the same
-  way where that coarser surface is *interior* there:
-  the coarse pixel's left and right, or upper and lower, neighbours lie on its surface too. Along a
-  silhouette the coarse surface is not interior, so the background beside it is kept; a point
+  way where that coarser surface is *interior* there (the coarse pixel's four neighbours lie on its
+  surface too) and the point lies over ``SEE_THROUGH_RATIO`` times deeper. Along a silhouette the
+  coarse surface is not interior, so the background beside it is kept; a point
   whose 3x3 neighbourhood holds fewer than ``MIN_SAME_SURFACE`` pixels of its own surface counts
   as seen through a gap as well.
 
@@ -39,6 +39,9 @@ from worldstereo.geometry.splat import RenderOutput, splat_points
 
 __all__ = ["splat_dense"]
 
+#: a point behind an interior coarse surface is hidden only this far behind it (a background seen
+#: through a magnified foreground); layered surfaces closer together keep their own points
+SEE_THROUGH_RATIO = 1.5
 #: a pixel filled from level k lies at most REACH * 2^k pixels from a full-resolution point
 REACH = 0.75
 #: a finer-level point with fewer neighbours (of 9, itself included) on its own surface counts as isolated
@@ -60,7 +63,7 @@ def _same_surface_count(depth: torch.Tensor, tolerance: float) -> torch.Tensor:
 
 
 def _interior(depth: torch.Tensor, tolerance: float) -> torch.Tensor:
-    """(B, 1, H, W) depth -> (B, H, W) bool: both horizontal, or both vertical, neighbours on the same surface."""
+    """(B, 1, H, W) depth -> (B, H, W) bool: all four neighbours on the same surface (not on a silhouette)."""
     padded = F.pad(depth, (1, 1, 1, 1))
     c = depth
 
@@ -69,7 +72,7 @@ def _interior(depth: torch.Tensor, tolerance: float) -> torch.Tensor:
 
     left, right = padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]
     up, down = padded[..., :-2, 1:-1], padded[..., 2:, 1:-1]
-    return ((same(left) & same(right)) | (same(up) & same(down)))[:, 0]
+    return (same(left) & same(right) & same(up) & same(down))[:, 0]
 
 
 def _slope(depth: torch.Tensor) -> torch.Tensor:
@@ -157,18 +160,22 @@ def splat_dense(
         # coarse coverage by its bilinear weight: outlines cut the coarse pixels' corners instead of
         # following their grid (nearest sampling would draw the coarse squares into the frame)
         up_valid = (up_ids >= 0) & (weight[:, 0] >= 0.5)
-        up_interior = _interior(depth, depth_tolerance)[:, rows][:, :, cols]
         up_slope = _slope(depth)[:, rows][:, :, cols]
-        own_hole = level.point_ids < 0
-        behind = ~own_hole & up_valid & (level.depth[:, 0] > up_depth[:, 0] * (1.0 + depth_tolerance + up_slope))
-        isolated = _same_surface_count(level.depth, depth_tolerance)[:, 0] < MIN_SAME_SURFACE
-        take = up_valid & (own_hole | (behind & (up_interior | isolated)))  # (B, H, W)
-        source = torch.where(take, source[:, rows][:, :, cols], torch.full_like(take, level_index, dtype=source.dtype))
-        # filled depth: bilinear between coarse pixels of one surface (a staircase of block depths
-        # would make every later reprojection of the frame blocky), nearest across surface edges
+        # coarse depth between coarse pixels of one surface: bilinear (a staircase of block depths
+        # would make later reprojections of the frame blocky), nearest across surface edges
         lin_depth = F.interpolate(depth * valid, size=(h, w), mode="bilinear", align_corners=False) / weight.clamp_min(1e-6)
         smooth = (lin_depth - up_depth).abs() <= (depth_tolerance + up_slope.unsqueeze(1)) * up_depth
         up_depth = torch.where(smooth, lin_depth, up_depth)
+        # which finer points are seen through a gap: decided per fine pixel from interpolated coarse
+        # values, so the hidden areas do not end along the coarse grid either
+        interior = _interior(depth, depth_tolerance).unsqueeze(1).to(depth.dtype)
+        up_interior = F.interpolate(interior, size=(h, w), mode="bilinear", align_corners=False)[:, 0] >= 0.5
+        own_hole = level.point_ids < 0
+        behind = ~own_hole & up_valid & (level.depth[:, 0] > up_depth[:, 0] * (1.0 + depth_tolerance + up_slope))
+        isolated = _same_surface_count(level.depth, depth_tolerance)[:, 0] < MIN_SAME_SURFACE
+        far_behind = behind & (level.depth[:, 0] > SEE_THROUGH_RATIO * up_depth[:, 0])
+        take = up_valid & (own_hole | (behind & isolated) | (far_behind & up_interior))  # (B, H, W)
+        source = torch.where(take, source[:, rows][:, :, cols], torch.full_like(take, level_index, dtype=source.dtype))
         depth = torch.where(take.unsqueeze(1), up_depth, level.depth)
         ids = torch.where(take, up_ids, level.point_ids)
         if image.shape[1] > 0:
