@@ -34,8 +34,11 @@ def app(tmp_path_factory):
 def test_sample_generate_stream_and_downloads(app, tmp_path):
     url, built = app
     c = Client(url, verbose=False, download_files=str(tmp_path))
-    status = c.predict("scene: tabletop", "256x192", "auto", "warp", api_name="/load_sample")[0]
+    status = c.predict("scene: tabletop", "256x192", "auto", "warp", "none", api_name="/load_sample")[0]
+    assert "Fill: no hole filling" in status
+    status = c.predict("scene: tabletop", "256x192", "auto", "warp", api_name="/load_sample")[0]  # fill: auto
     assert "Loaded" in status and "Depth: *given*" in status
+    assert "Fill: Telea inpainting (LaMa unavailable" in status  # the Hub is off in the tests: the fallback says why
     assert "5 frames" in c.predict("preset", "eloop", 0.3, True, 5, api_name="/set_path")
     outs = list(c.submit("preset", "eloop", 0.3, True, 5, api_name="/generate"))
     progress = [o[0] for o in outs]

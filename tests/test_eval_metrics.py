@@ -227,3 +227,14 @@ def test_camera_following_errors_on_true_frames_and_reversed_frames(orbit_render
     # frames played backwards move the wrong way: translation directions flip
     backwards = camera_following_errors(images.flip(0), cams)
     assert backwards.trans_err_deg > 150.0 and backwards.rot_err_deg > 2.0
+
+
+def test_blockiness_by_construction():
+    from worldstereo.eval.metrics import blockiness
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(3, 64, 96, generator=g)
+    assert blockiness(noise) == pytest.approx(1.0, abs=0.1)  # no lattice
+    blocks = torch.rand(3, 4, 6, generator=g).repeat_interleave(16, 1).repeat_interleave(16, 2)
+    assert blockiness(blocks + 0.01 * noise) > 5.0  # 16-px squares: all the energy on the lattice
+    assert math.isnan(blockiness(torch.full((3, 32, 32), 0.5)))

@@ -322,3 +322,15 @@ def test_blank_frame_with_points_in_a_wider_view_shows_their_colours(small_room)
     assert float(step.image.std()) > 0.02
     assert float((step.image.mean((1, 2)) - view.image[0].mean((1, 2))).abs().max()) < 0.25
     assert float((step.image - view.image[0]).abs().mean()) > 0.02  # the wide render, not the held previous frame
+
+
+def test_warp_frames_show_no_patch_grid_beyond_the_oracle(room):
+    from worldstereo.eval.metrics import blockiness
+
+    scene, view = room
+    model = WorldStereo(WorldStereoConfig(width=W, height=H, fill="telea"))
+    model.start(view.image, view.depth, view.camera)
+    cams = _orbit(model, 9, angle=40.0)
+    ours = [blockiness(s.image) for s in model.generate(cams, len(cams))]
+    truth = [blockiness(im) for im in scene.render(cams).image]
+    assert max(ours) <= max(truth) + 0.1, (ours, truth)

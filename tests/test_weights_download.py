@@ -188,13 +188,13 @@ def test_explicit_repo_and_env_order(fake_hub, tmp_path, monkeypatch, tiny_check
 def test_download_weights_command(fake_hub, capsys):
     from worldstereo.cli import main
 
-    assert main(["download-weights", "--device", "all", "--quiet"]) == 0
+    assert main(["download-weights", "--device", "all", "--no-fill", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert all(repo in out for repo in MOGE_DEFAULT_REPOS.values())
     assert fake_hub.count("GET", "model.pt") == len(set(MOGE_DEFAULT_REPOS.values()))
-    assert main(["download-weights", "--device", "cpu", "--quiet"]) == 0  # cached: no second download
+    assert main(["download-weights", "--device", "cpu", "--no-fill", "--quiet"]) == 0  # cached: no second download
     assert fake_hub.count("GET", "model.pt") == len(set(MOGE_DEFAULT_REPOS.values()))
     fake_hub.stop()
-    assert main(["download-weights", "--depth-model", "Ruicheng/moge-2-vitb-normal", "--quiet"]) == 2
+    assert main(["download-weights", "--depth-model", "Ruicheng/moge-2-vitb-normal", "--no-fill", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "could not download" in err and len(err.strip().splitlines()) == 1

@@ -27,6 +27,7 @@ from ui.plots import StatsPoint
 from ui.samples import InputBundle
 from ui.viewport import EditorCallbacks, Viewport
 from worldstereo.atomic import atomic_path
+from worldstereo.backends.fill import FILL_CHOICES
 from worldstereo.backends.generators import AttentionSummary
 from worldstereo.camera import CameraParameters
 from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
@@ -173,7 +174,8 @@ class Session:
 
     # ------------------------------------------------------------------ input
     def load(
-        self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp", progress=None
+        self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp", progress=None,
+        fill: str = "auto",
     ) -> StartSummary:
         """Start a new exploration from ``bundle`` at working ``size`` (a key of ``WORKING_SIZES``).
 
@@ -190,7 +192,9 @@ class Session:
             raise ValueError("the oracle generator needs a procedural scene (it renders the ground truth)")
         w, h = WORKING_SIZES[size]
         tokens = (w // 16) * (h // 16)
-        cfg = WorldStereoConfig(width=w, height=h, depth_backend=depth_backend, generator=generator,
+        if fill not in FILL_CHOICES:
+            raise ValueError(f"fill must be one of {FILL_CHOICES}, got {fill!r}")
+        cfg = WorldStereoConfig(width=w, height=h, depth_backend=depth_backend, generator=generator, fill=fill,
                                 scene=bundle.scene, memory_size=KEYFRAMES_PER_MEMORY * tokens)
         with self._exclusive():
             use_given = bundle.depth is not None and depth_backend == "auto"
@@ -208,6 +212,9 @@ class Session:
             vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
             self._refresh_editor_view()
         msg = f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)}"
+        filler = getattr(model.generator, "filler", None)
+        if filler is not None:
+            msg += f" Fill: {filler.message}."
         return StartSummary(bundle.label, msg, info.approximate, info.num_points, bundle.scene is not None,
                             [p.name for p in bundle.paths])
 
@@ -431,11 +438,11 @@ class Session:
             self._redraw_preview()
             return f"Undone path {last + 1}: {model.ggm.num_points:,} points, {len(model.keyframes)} keyframes."
 
-    def reset(self, size: str, depth_backend: str, generator: str) -> StartSummary:
+    def reset(self, size: str, depth_backend: str, generator: str, fill: str = "auto") -> StartSummary:
         """Start over from the same input."""
         if self.bundle is None:
             raise ValueError("nothing to reset: load a sample or upload an image first")
-        return self.load(self.bundle, size, depth_backend, generator)
+        return self.load(self.bundle, size, depth_backend, generator, fill=fill)
 
     # ------------------------------------------------------------------ downloads
     def export(self) -> ExportFiles:

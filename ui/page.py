@@ -17,6 +17,7 @@ from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, St
 from ui.path_editor import read_path_file
 from ui.samples import list_samples, load_sample, load_upload
 from ui.sessions import SessionLimitError, SessionManager
+from worldstereo.backends.fill import FILL_CHOICES
 from worldstereo.hub import WeightsUnavailableError
 from worldstereo.trajectory import list_presets
 
@@ -64,6 +65,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
                     depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
                     generator = gr.Dropdown(list(GENERATOR_CHOICES), value="warp", label="Generator")
+                    fill = gr.Dropdown(list(FILL_CHOICES), value="auto", label="Fill",
+                                       info="auto: LaMa when its weights can be had, else Telea")
                 status = gr.Markdown("Load a sample to start.", elem_id="ws-status")
                 with gr.Accordion("Camera path", open=True):
                     mode = gr.Radio(["preset", "keyframes"], value="preset", label="Path source",
@@ -136,23 +139,25 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                                                 f"{total / 2**20:.0f} MiB")
             return report
 
-        def on_load_sample(name: str, size_v: str, depth_v: str, gen_v: str, request: gr.Request,
+        def on_load_sample(name: str, size_v: str, depth_v: str, gen_v: str, fill_v: str = "auto",
+                           request: gr.Request = None,
                            progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008 - gradio's idiom
             try:
                 s = session(request)
                 w, h = WORKING_SIZES.get(size_v, WORKING_SIZES[config.default_size])
-                return after_start(s, s.load(load_sample(name, w, h), size_v, depth_v, gen_v,
+                return after_start(s, s.load(load_sample(name, w, h), size_v, depth_v, gen_v, fill=fill_v,
                                              progress=download_progress(progress)))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
         def on_upload(image_file: str | None, depth_file: str | None, size_v: str, depth_v: str, gen_v: str,
-                      request: gr.Request, progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
+                      fill_v: str = "auto", request: gr.Request = None,
+                      progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
             try:
                 if not image_file:
                     raise ValueError("choose an image file to upload")
                 s = session(request)
-                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v,
+                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v, fill=fill_v,
                                              progress=download_progress(progress)))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
@@ -224,10 +229,10 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
-        def on_reset(size_v: str, depth_v: str, gen_v: str, request: gr.Request) -> dict[Any, Any]:
+        def on_reset(size_v: str, depth_v: str, gen_v: str, fill_v: str = "auto", request: gr.Request = None) -> dict[Any, Any]:
             try:
                 s = session(request)
-                return after_start(s, s.reset(size_v, depth_v, gen_v))
+                return after_start(s, s.reset(size_v, depth_v, gen_v, fill_v))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
@@ -275,8 +280,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown]
         demo.load(on_load, outputs=[viewport, status], api_name=False)
         demo.unload(on_unload)
-        load_btn.click(on_load_sample, [sample, size, depth_backend, generator], start_outputs, api_name="load_sample")
-        up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator], start_outputs, api_name="load_upload")
+        load_btn.click(on_load_sample, [sample, size, depth_backend, generator, fill], start_outputs, api_name="load_sample")
+        up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator, fill], start_outputs, api_name="load_upload")
         path_inputs = [mode, preset, amount, guard, num_frames]
         preview_btn.click(on_path, path_inputs, status, api_name="set_path")
         official_btn.click(on_official, official, [status, mode, num_frames], api_name="use_official_path")
@@ -285,7 +290,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                                   api_name="generate", concurrency_id="generate")
         cancel_btn.click(on_cancel, None, progress, api_name="cancel", concurrency_limit=None)
         undo_btn.click(on_undo, None, [status, gallery, stats, current, progress], api_name="undo")
-        reset_btn.click(on_reset, [size, depth_backend, generator], start_outputs, api_name="reset")
+        reset_btn.click(on_reset, [size, depth_backend, generator, fill], start_outputs, api_name="reset")
         export_btn.click(on_export, None, [files, status], api_name="export")
         att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
         current.select(on_select_pixel, [shown, truth_box], att_outputs, api_name=False)

@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the small vits variant on a CPU, vitl on CUDA")
     g.add_argument("--align-scale", action="store_true",
                    help="also scale a given --depth to the camera file (estimated depth always is)")
+    g.add_argument("--fill", choices=("auto", "lama", "telea", "none"), default="auto",
+                   help="what fills unknown regions of warp frames: auto = LaMa (downloaded once from the Hugging "
+                        "Face Hub) when it can be had, else Telea; none leaves them black")
     g.add_argument("--generator", choices=("warp", "oracle"), default="warp",
                    help="warp (default) or oracle (ground-truth renders of --scene)")
     g.add_argument("--no-ggm", action="store_true", help="disable the Global-Geometric Memory")
@@ -189,13 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     dw = sub.add_parser(
         "download-weights", parents=[common], help="fetch the model weights the defaults need into the Hugging Face cache",
         description="Download the weights the defaults use into the Hugging Face cache (HF_HOME), for offline machines "
-                    "and a Space's build step: MoGe-2 (the small vits variant for a CPU, vitl for CUDA). "
+                    "and a Space's build step: MoGe-2 (the small vits variant for a CPU, vitl for CUDA) and LaMa (hole filling). "
                     "HF_ENDPOINT and HF_TOKEN are honoured; files already cached are not downloaded again.",
     )
     dw.add_argument("--device", choices=("auto", "cpu", "cuda", "all"), default="auto",
                     help="which default variants: this machine's (auto), a CPU's, a GPU's, or all")
     dw.add_argument("--depth-model", metavar="REPO", action="append", default=[],
                     help="a MoGe-2 repo id to fetch as well (repeatable)")
+    dw.add_argument("--no-fill", action="store_true", help="skip the LaMa hole-filling weights")
     dw.add_argument("--quiet", action="store_true", help="no progress bar")
     dw.set_defaults(func=_cmd_download_weights)
 
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write report.md, results.json and charts.")
     add_eval_arguments(e)
     e.set_defaults(func=eval_command)
-    esub = e.add_subparsers(dest="eval_command", parser_class=_Parser, metavar="{fidelity}")
+    esub = e.add_subparsers(dest="eval_command", parser_class=_Parser, metavar="{fidelity,fill}")
     from worldstereo.eval.fidelity import add_fidelity_arguments, fidelity_command
 
     fid = esub.add_parser(
@@ -218,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_fidelity_arguments(fid)
     fid.set_defaults(func=fidelity_command)
+    from worldstereo.eval.fill_quality import add_fill_arguments, fill_command
+
+    fq = esub.add_parser(
+        "fill", parents=[common], help="hole fillers on the procedural scenes: PSNR and sharpness where nothing was known",
+        description="Run warp along two orbits of the procedural scenes with each hole filler (telea; lama where its "
+                    "weights are cached) and score the disoccluded pixels against the ground truth: PSNR and "
+                    "sharpness (gradient magnitude relative to the truth's).",
+    )
+    add_fill_arguments(fq)
+    fq.set_defaults(func=fill_command)
     return parser
 
 
@@ -420,13 +434,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from worldstereo.model import make_depth_estimator
 
         estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
-    model = WorldStereo(config, depth_estimator=estimator)
+    generator = None
+    if args.generator == "warp":
+        from worldstereo.backends.fill import make_filler
+        from worldstereo.backends.generators import FRAME_GENERATORS
+
+        generator = FRAME_GENERATORS.create("warp", filler=make_filler(args.fill, show_progress=not args.quiet))
+    model = WorldStereo(config, depth_estimator=estimator, generator=generator)
     align_to = inp.paths[0][1] if inp.paths else None
     info = model.start(inp.image, depth=inp.depth, camera=inp.camera, align_to=align_to,
                        align_scale=True if args.align_scale else None)
     _note(args, f"depth: {info.message or info.depth_source}")
     if info.scale_message:
         _note(args, info.scale_message)
+    filler = getattr(model.generator, "filler", None)
+    if filler is not None:
+        _note(args, f"fill: {filler.message}")
 
     if inp.paths:
         paths = [(name, subsample(cams, args.frames)) for name, cams in inp.paths]
@@ -550,6 +573,12 @@ def _cmd_download_weights(args: argparse.Namespace) -> int:
     for repo in repos:
         path = resolve_moge_weights(repo, show_progress=not args.quiet)
         print(f"MoGe-2 {repo}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if not args.no_fill:
+        from worldstereo import hub
+        from worldstereo.backends.fill import DEFAULT_LAMA
+
+        path = hub.fetch_file(*DEFAULT_LAMA, show_progress=not args.quiet)
+        print(f"LaMa {'/'.join(DEFAULT_LAMA)}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 

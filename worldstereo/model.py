@@ -56,6 +56,10 @@ class WorldStereoConfig:
     """Torch device of the depth model; None = CUDA where present, else the CPU."""
     generator: str = "warp"
     """Frame generator: ``warp`` (default, CPU) or ``oracle`` (ground truth of ``scene``)."""
+    fill: str = "auto"
+    """What fills the holes no memory covers in ``warp`` frames: ``lama`` (LaMa through ONNX Runtime,
+    weights from the Hugging Face Hub), ``telea`` (OpenCV), ``none`` (left black, no depth), or ``auto``
+    (LaMa when its weights can be had, else Telea)."""
     scene: str | None = None
     """Procedural scene name for the ``oracle`` generator."""
     scene_seed: int = 0
@@ -108,6 +112,10 @@ class WorldStereoConfig:
     """How many paths ``undo()`` can take back."""
 
     def __post_init__(self) -> None:
+        from worldstereo.backends.fill import FILL_CHOICES
+
+        if self.fill not in FILL_CHOICES:
+            raise ValueError(f"fill must be one of {FILL_CHOICES}, got {self.fill!r}")
         if self.update_frequency not in UPDATE_FREQUENCIES:
             raise ValueError(f"update_frequency must be one of {UPDATE_FREQUENCIES}, got {self.update_frequency!r}")
         for name in ("width", "height", "patch_size", "memory_size", "num_correspondences", "keyframes_per_clip"):
@@ -252,7 +260,9 @@ class WorldStereo:
                 raise ValueError("generator 'oracle' needs config.scene (a procedural scene name)")
             return FRAME_GENERATORS.create("oracle", scene=get_scene(cfg.scene, seed=cfg.scene_seed))
         if cfg.generator == "warp":
-            return FRAME_GENERATORS.create("warp", splat_radius=cfg.splat_radius)
+            from worldstereo.backends.fill import make_filler
+
+            return FRAME_GENERATORS.create("warp", splat_radius=cfg.splat_radius, filler=make_filler(cfg.fill))
         return FRAME_GENERATORS.create(cfg.generator)
 
     @property

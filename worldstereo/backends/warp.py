@@ -9,8 +9,8 @@ For a target camera:
    each target pixel's exact reprojection (with a depth test). This is how attention output is
    decoded to pixels here: averaging whole stored patches (the invertible patch encoder's decode)
    would blur by the parallax between views, so the decode resamples the attended views instead.
-3. **Holes**: depth is extended into disocclusions from the background side, colours inpainted
-   with OpenCV.
+3. **Holes**: depth is extended into disocclusions from the background side, colours filled by
+   the hole filler (:mod:`worldstereo.backends.fill`: LaMa, Telea, or none).
 
 It is a geometric renderer and filler, not a learned model.
 """
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from worldstereo.backends.fill import HoleFiller, TeleaFill, fill_is_geometry
 from worldstereo.backends.generators import FRAME_GENERATORS, AttentionSummary, FrameGenerator, FrameResult
 from worldstereo.camera import CameraParameters
 from worldstereo.geometry.dense_splat import splat_dense
@@ -82,15 +83,19 @@ class WarpGenerator(FrameGenerator):
         splat_radius: splat footprint radius in pixels for the GGM render (> 0: a plain square splat).
         render_levels: coarser renders that close the gaps between sparse points (see
             :func:`~worldstereo.geometry.dense_splat.splat_dense`; used when ``splat_radius`` is 0).
+        filler: what fills the holes no memory covers (:mod:`worldstereo.backends.fill`; default Telea).
         max_gap: thin gaps up to ~2 * max_gap pixels wide are filled from their neighbours.
         top_k: entries per token kept in the attention summary.
     """
 
     name = "warp"
 
-    def __init__(self, splat_radius: int = 0, render_levels: int = 3, max_gap: int = 2, top_k: int = 4) -> None:
+    def __init__(
+        self, splat_radius: int = 0, render_levels: int = 3, max_gap: int = 2, top_k: int = 4, filler: HoleFiller | None = None
+    ) -> None:
         self.splat_radius = splat_radius
         self.render_levels = render_levels
+        self.filler = filler if filler is not None else TeleaFill()
         self.max_gap = max_gap
         self.top_k = top_k
         self._references: list[int] = []
@@ -134,12 +139,14 @@ class WarpGenerator(FrameGenerator):
 
         # 3. holes: depth from the background side, colours inpainted
         t2 = time.perf_counter()
-        if bool(hole.all()):
+        geometry = fill_is_geometry(self.filler)
+        if bool(hole.all()) and geometry:
             image, depth = self._fill_blank(model, src_points, src_colors, camera)
-        else:
-            depth = extend_depth_background(depth, hole)
-            image = inpaint_colors(image, hole)
-        confidence = torch.where(hole, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
+        elif bool(hole.any()):
+            image = self.filler.fill(image, hole)
+            depth = extend_depth_background(depth, hole) if geometry else torch.where(hole, torch.zeros_like(depth), depth)
+        filled = INPAINTED_CONFIDENCE if geometry else 0.0
+        confidence = torch.where(hole, torch.full_like(depth, filled), torch.full_like(depth, RESAMPLED_CONFIDENCE))
         timings["inpaint"] = _ms(t2)
 
         return FrameResult(

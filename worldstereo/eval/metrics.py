@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from worldstereo.camera import check_finite
 
-__all__ = ["PSNR_CAP_DB", "capped", "mse", "psnr", "psnr_from_mse", "ssim", "ssim_map"]
+__all__ = ["PSNR_CAP_DB", "blockiness", "capped", "mse", "psnr", "psnr_from_mse", "ssim", "ssim_map"]
 
 #: Summaries average per-frame PSNR capped at this value (identical frames give +inf).
 PSNR_CAP_DB = 60.0
@@ -145,3 +145,28 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, dat
     if not bool(m.any()):
         return float("nan")
     return float(smap[m].mean())
+
+
+def blockiness(image: torch.Tensor, grid: int = 16) -> float:
+    """Gradient energy on a ``grid``-pixel lattice relative to elsewhere (1.0: no lattice; > 1.15: squares show).
+
+    The mean absolute difference between neighbouring pixels across the lattice lines (between
+    columns ``grid k - 1`` and ``grid k``, and likewise rows), divided by the mean elsewhere, on the
+    grey image. Patch-sized squares (enlarged points, per-token fills) put their edges on the lattice.
+
+    Args:
+        image: (3, H, W) or (H, W) float.
+    Returns:
+        the ratio (nan for a flat image).
+    """
+    g = image.float().mean(0) if image.ndim == 3 else image.float()
+    dx, dy = (g[:, 1:] - g[:, :-1]).abs(), (g[1:] - g[:-1]).abs()
+    on_x = torch.zeros(dx.shape[1], dtype=torch.bool)
+    on_x[grid - 1 :: grid] = True
+    on_y = torch.zeros(dy.shape[0], dtype=torch.bool)
+    on_y[grid - 1 :: grid] = True
+    on = torch.cat([dx[:, on_x].reshape(-1), dy[on_y].reshape(-1)])
+    off = torch.cat([dx[:, ~on_x].reshape(-1), dy[~on_y].reshape(-1)])
+    if on.numel() == 0 or off.numel() == 0 or float(off.mean()) == 0.0:
+        return math.nan
+    return float(on.mean() / off.mean())
