@@ -93,7 +93,8 @@ def _scene(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.linspace(0, 1, w).view(1, w).expand(h, w)
     image = torch.stack([x, y, 0.5 * (x + y)]) * 0.6 + 0.2 + 0.02 * torch.rand(3, h, w, generator=g)
     hole = torch.zeros(1, h, w, dtype=torch.bool)
-    hole[0, h // 4 : h // 4 + 28, w // 3 : w // 3 + 30] = True
+    hh, hw = max(28, h // 3), max(30, w // 3)  # >= 5% of the image: the network is called
+    hole[0, h // 4 : h // 4 + hh, w // 3 : w // 3 + hw] = True
     return image.clamp(0, 1), hole
 
 
@@ -240,3 +241,21 @@ def test_eval_fill_axis_scores_telea_and_cached_lama(lama_hub, capsys):
     assert main(["eval", "fill", "--scenes", "room", "--size", "128x96", "--frames", "3"]) == 0
     assert "| room | lama |" in capsys.readouterr().out
     assert main(["eval", "fill", "--scenes", "nowhere"]) == 2
+
+
+def test_lama_look_ahead_keeps_calls_few_and_adds_points_beyond_the_view(lama_hub):
+    from worldstereo.model import WorldStereo, WorldStereoConfig
+    from worldstereo.scenes import get_scene
+
+    view = get_scene("room").start_view(256, 192)
+    model = WorldStereo(WorldStereoConfig(width=256, height=192, fill="lama"))
+    model.start(view.image, view.depth, view.camera)
+    before = model.ggm.num_points
+    steps = list(model.generate("orbit_right", num_frames=21))
+    calls = model.generator.filler.calls
+    big = sum(s.new_surface_mask.float().mean().item() >= fillmod.MIN_LAMA_SHARE for s in steps)
+    assert 1 <= calls <= 8 and calls == big  # only frames revealing >= 5% new surface call the network
+    # the look-ahead's points beyond the first filled frame's view are in the GGM
+    first = next(s for s in steps if s.new_surface_mask.float().mean().item() >= fillmod.MIN_LAMA_SHARE)
+    assert first.memory.points_added > int(first.new_surface_mask.sum())
+    assert model.ggm.num_points > before

@@ -369,7 +369,8 @@ class WorldStereo:
     def observe(self, frame: FrameResult, camera: CameraParameters) -> FrameObservation:
         """What a generated frame tells the GGM, captured at generation time.
 
-        New surface (``frame.new_surface_mask``) becomes new points. GGM points that won a pixel of
+        New surface (``frame.new_surface_mask``, plus a filler's look-ahead ``frame.extra_points``)
+        becomes new points. GGM points that won a pixel of
         the frame's GGM render outside it were seen again: a generated frame adds no information
         about them, so they are recorded as merged observations of themselves
         (:meth:`GlobalGeometricMemory.observe`: count + 1, last-seen refreshed, nothing moved).
@@ -377,6 +378,9 @@ class WorldStereo:
         mask = frame.new_surface_mask & (frame.depth > 0)
         pts = camera.unproject(frame.depth.unsqueeze(0))[0][mask[0]].float()
         cols = frame.image.permute(1, 2, 0)[mask[0]]
+        if frame.extra_points is not None and frame.extra_colors is not None and frame.extra_points.shape[0]:
+            pts = torch.cat([pts, frame.extra_points.float()])
+            cols = torch.cat([cols, frame.extra_colors.to(cols.dtype)])
         seen = torch.zeros(0, dtype=torch.int64)
         ids = frame.ggm_point_ids
         if ids is not None and self.config.use_ggm:

@@ -65,8 +65,9 @@ MAX_SIDE = 512
 #: context around the holes' bounding box, as a share of its size (at least ``MIN_CONTEXT`` pixels)
 CONTEXT = 0.5
 MIN_CONTEXT = 24
-#: below this hole share a frame's holes are slivers: Telea fills them and LaMa is not called
-MIN_LAMA_SHARE = 0.005
+#: below this share of new holes a frame only shows slivers (disocclusion edges): Telea fills them and LaMa is
+#: not called; with the look-ahead this keeps a 21-frame orbit preset at 6-11 calls
+MIN_LAMA_SHARE = 0.05
 #: width in pixels over which a hole's border fades from its surroundings into the network's fill
 FEATHER = 3.0
 
@@ -82,6 +83,11 @@ class HoleFiller:
     message = ""
     calls = 0
     seconds = 0.0
+    #: an expensive filler: the generator fills a wider view around the frame at once (look-ahead),
+    #: so that the next frames of a turning path find their new edges already known
+    lookahead = False
+    #: hole share below which a frame's holes are slivers the filler's cheap path handles
+    min_share = 0.0
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """Args: image (3, H, W) float in [0, 1]; hole (1, H, W) bool. Returns (3, H, W)."""
@@ -217,6 +223,8 @@ class LamaFill(HoleFiller):
     """
 
     name = "lama"
+    lookahead = True
+    min_share = MIN_LAMA_SHARE
 
     def __init__(
         self,

@@ -71,6 +71,9 @@ class FrameResult:
         references: frame ids of the SSM keyframes this frame drew on.
         attention: the SSM attention summary, or None when the SSM was not used.
         timings: stage name -> milliseconds.
+        extra_points: (P, 3) world points of new surface outside the frame (a hole filler's look-ahead
+            beyond the field of view), or None.
+        extra_colors: (P, 3) their colours in [0, 1], or None.
     """
 
     image: torch.Tensor
@@ -83,6 +86,8 @@ class FrameResult:
     references: list[int] = field(default_factory=list)
     attention: AttentionSummary | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    extra_points: torch.Tensor | None = None
+    extra_colors: torch.Tensor | None = None
 
 
 class FrameGenerator:

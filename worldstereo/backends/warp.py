@@ -40,6 +40,8 @@ INPAINTED_CONFIDENCE = 0.25
 # Confidence of pixels resampled from memory: below the input image's 1.0, so that where a
 # generated keyframe and the input image see the same surface equally well, the input image wins.
 RESAMPLED_CONFIDENCE = 0.9
+# Expensive fillers fill a view this many times wider than the frame (see _fill_wide).
+LOOKAHEAD_WIDEN = 1.6
 # Points nearer than this share of the scene's median depth are not rendered (see render_points).
 NEAR_FRACTION = 0.1
 # Attention mass a token must give a keyframe for that keyframe to be sampled for its pixels.
@@ -140,8 +142,11 @@ class WarpGenerator(FrameGenerator):
         # 3. holes: depth from the background side, colours inpainted
         t2 = time.perf_counter()
         geometry = fill_is_geometry(self.filler)
+        extra_points = extra_colors = None
         if bool(hole.all()) and geometry:
             image, depth = self._fill_blank(model, src_points, src_colors, camera)
+        elif bool(hole.any()) and self.filler.lookahead and float(hole.float().mean()) >= self.filler.min_share:
+            image, depth, extra_points, extra_colors = self._fill_wide(model, src_points, src_colors, camera, image, depth, hole)
         elif bool(hole.any()):
             image = self.filler.fill(image, hole)
             depth = extend_depth_background(depth, hole) if geometry else torch.where(hole, torch.zeros_like(depth), depth)
@@ -160,6 +165,8 @@ class WarpGenerator(FrameGenerator):
             references=used_refs,
             attention=attention,
             timings=timings,
+            extra_points=extra_points,
+            extra_colors=extra_colors,
         )
 
     def render_points(self, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters, near: float = 1e-3):
@@ -174,6 +181,59 @@ class WarpGenerator(FrameGenerator):
 
             return splat_points(points, colors, camera, radius=self.splat_radius, near=near)
         return splat_dense(points, colors, camera, levels=self.render_levels, near=near)
+
+    def _fill_wide(
+        self,
+        model: WorldStereo,
+        points: torch.Tensor,
+        colors: torch.Tensor,
+        camera: CameraParameters,
+        image: torch.Tensor,
+        depth: torch.Tensor,
+        hole: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fill a ``LOOKAHEAD_WIDEN`` times wider view of the same pose once, and take the frame from it.
+
+        An expensive filler (LaMa) called on every frame of a turning path would fill a thin new
+        edge each time. Filling the wider view fills what the next frames will see too: its pixels
+        outside this frame's field of view become points (``extra_points``) at once, so those frames
+        find their edges known and need no call.
+
+        Returns:
+            image (3, H, W) and depth (1, H, W) with the holes filled; extra points (P, 3) and colours (P, 3).
+        """
+        h, w = camera.height, camera.width
+        K = camera.K[0].clone().float()
+        K[0, 0] /= LOOKAHEAD_WIDEN
+        K[1, 1] /= LOOKAHEAD_WIDEN
+        wide = CameraParameters(K.unsqueeze(0), camera.w2c.float(), w, h)
+        render = self.render_points(points, colors, wide, near=NEAR_FRACTION * model.scene_depth)
+        w_img, w_depth, w_hole = fill_thin_gaps(render.image[0], render.depth[0], render.hole_mask[0], self.max_gap)
+        if bool(w_hole.all()):
+            return self.filler.fill(image, hole), extend_depth_background(depth, hole), torch.zeros(0, 3), torch.zeros(0, 3)
+        w_img = self.filler.fill(w_img, w_hole)
+        w_depth = extend_depth_background(w_depth, w_hole)
+        # this frame's pixel centres seen in the wide view (same pose and principal point: a zoom)
+        Kc = camera.K[0].float()
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
+                                indexing="ij")
+        u = K[0, 2] + (xs - Kc[0, 2]) * K[0, 0] / Kc[0, 0]
+        v = K[1, 2] + (ys - Kc[1, 2]) * K[1, 1] / Kc[1, 1]
+        grid = torch.stack([2.0 * u / w - 1.0, 2.0 * v / h - 1.0], dim=-1).unsqueeze(0)
+        sampled = F.grid_sample(w_img.unsqueeze(0), grid, mode="bilinear", align_corners=False, padding_mode="border")[0]
+        sampled_depth = F.grid_sample(w_depth.unsqueeze(0), grid, mode="nearest", align_corners=False, padding_mode="border")[0]
+        image = torch.where(hole, sampled, image)
+        depth = torch.where(hole, sampled_depth, depth)
+        # wide pixels outside this frame's field of view: new surface for the frames to come
+        yw, xw = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
+                                indexing="ij")
+        uc = Kc[0, 2] + (xw - K[0, 2]) * Kc[0, 0] / K[0, 0]
+        vc = Kc[1, 2] + (yw - K[1, 2]) * Kc[1, 1] / K[1, 1]
+        outside = (uc < 0) | (uc >= w) | (vc < 0) | (vc >= h)
+        new = w_hole[0] & outside & (w_depth[0] > 0)
+        pts = wide.unproject(w_depth.unsqueeze(0))[0][new].float()
+        cols = w_img.permute(1, 2, 0)[new]
+        return image, depth, pts, cols
 
     def _fill_blank(
         self, model: WorldStereo, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters

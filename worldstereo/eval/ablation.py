@@ -372,7 +372,9 @@ def _run_config(
 
     torch.manual_seed(settings.seed)
     model = WorldStereo(
-        WorldStereoConfig(width=settings.width, height=settings.height, use_ggm=config.use_ggm, use_ssm=config.use_ssm)
+        # Telea fill: the ablation compares memories, and its figures must not depend on what a machine has cached
+        WorldStereoConfig(width=settings.width, height=settings.height, use_ggm=config.use_ggm, use_ssm=config.use_ssm,
+                          fill="telea")
     )
     model.start(view.image, view.depth, view.camera)
     generated = truth.images.clone()
