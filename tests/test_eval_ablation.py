@@ -55,10 +55,12 @@ def test_results_are_consistent_with_the_configs(report):
     assert {f.ggm_points for f in no_mem.frames} == {SMALL.width * SMALL.height}
     assert ggm.final_points > no_mem.final_points
     assert no_mem.frames[-1].ssm_entries == 0 == ggm.frames[-1].ssm_entries and ssm.frames[-1].ssm_entries > 0
-    # the input view's exact depth makes the initial cloud precise; new points add recall
+    # the input view's exact depth makes the initial cloud precise; generated (filled) points are kept
+    # out of the reconstruction, so the growing GGM stays as precise as the input view
     tau = no_mem.tau
     assert no_mem.reconstruction.at(tau).precision > 0.99
-    assert ggm.reconstruction.at(tau).recall > no_mem.reconstruction.at(tau).recall
+    assert ggm.reconstruction.at(tau).precision > 0.99
+    assert ggm.reconstruction.at(tau).recall >= no_mem.reconstruction.at(tau).recall - 0.01
     # the eloop ends on the input camera: with memory it comes back nearly exactly
     last_eloop = SMALL.frames_per_path - 1
     assert ssm.frames[last_eloop].psnr > 30.0 > no_mem.frames[last_eloop].psnr

@@ -484,3 +484,23 @@ def test_state_dict_round_trip_with_different_sizes_and_deterministic_heads():
     torch.manual_seed(123)
     c = small()
     assert torch.equal(c.feature_head.weight, a.feature_head.weight)
+
+
+def test_point_confidence_marks_generated_points_and_merges_keep_the_higher():
+    ggm = GlobalGeometricMemory(point_cloud_dim=8, feature_dim=8)
+    pts = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
+    ggm.initialize(pts)
+    assert torch.equal(ggm.point_confidence, torch.ones(2))  # observed by default
+    pose = torch.eye(4)
+    new = torch.tensor([[0.0, 0.0, 1.001], [5.0, 0.0, 1.0]])  # one merges into point 0, one is appended
+    ggm.update(new, pose, merge_threshold=0.01, confidence=torch.tensor([0.25, 0.25]))
+    assert ggm.point_confidence.tolist() == [1.0, 1.0, 0.25]  # a merge keeps the higher; the new one is generated
+    ggm.update(torch.tensor([[5.0, 0.0, 1.001]]), pose, merge_threshold=0.01, confidence=torch.tensor([0.9]))
+    assert ggm.point_confidence[2].item() == pytest.approx(0.9)  # observed later: upgraded
+    state = ggm.state_dict()
+    old = {k: v for k, v in state.items() if not k.endswith("_conf")}  # a snapshot from before confidence existed
+    again = GlobalGeometricMemory(point_cloud_dim=8, feature_dim=8)
+    again.load_state_dict(old)
+    assert torch.equal(again.point_confidence, torch.ones(3))
+    with pytest.raises(ValueError, match="confidence"):
+        ggm.update(new, pose, confidence=torch.ones(3))

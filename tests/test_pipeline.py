@@ -334,3 +334,17 @@ def test_warp_frames_show_no_patch_grid_beyond_the_oracle(room):
     ours = [blockiness(s.image) for s in model.generate(cams, len(cams))]
     truth = [blockiness(im) for im in scene.render(cams).image]
     assert max(ours) <= max(truth) + 0.1, (ours, truth)
+
+
+def test_filled_surface_enters_the_ggm_as_generated_points(small_room):
+    from worldstereo.model import OBSERVED_CONFIDENCE
+
+    _, view = small_room
+    model = _small_model(view, fill="telea")
+    n0 = model.ggm.num_points
+    steps = list(model.generate(_orbit(model, 4), num_frames=4))
+    conf = model.ggm.point_confidence
+    assert bool((conf[:n0] == 1.0).all())  # the input view: observed
+    added = conf[n0:]
+    assert added.numel() == sum(s.memory.points_added for s in steps) > 0
+    assert bool((added < OBSERVED_CONFIDENCE).all())  # inpainted surface: generated

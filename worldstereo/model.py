@@ -35,6 +35,11 @@ from worldstereo.memory.patch_encoder import PatchEncoder
 from worldstereo.memory.spatial_stereo import SpatialStereoMemory
 
 SNAPSHOT_VERSION = 1
+#: GGM points with a confidence below this were generated (filled), not observed; they are kept out
+#: of reconstruction metrics
+OBSERVED_CONFIDENCE = 0.5
+#: confidence of generated points when a frame gives none
+GENERATED_CONFIDENCE = 0.25
 UPDATE_FREQUENCIES = ("per_frame", "per_step", "manual")
 
 
@@ -175,6 +180,7 @@ class FrameObservation:
         camera: its camera (B = 1).
         points: (P, 3) world points of new surface.
         colors: (P, 3) their colours in [0, 1].
+        confidence: (P,) their confidence (the frame's: 1 observed, lower generated, e.g. inpainted).
         seen_ids: (S,) int64 indices of GGM points seen again.
         evictions: the model's GGM eviction count when ``seen_ids`` were taken (ids are valid
             only while no point has been evicted since).
@@ -186,6 +192,7 @@ class FrameObservation:
     colors: torch.Tensor
     seen_ids: torch.Tensor
     evictions: int
+    confidence: torch.Tensor | None = None
 
 
 @dataclass
@@ -378,15 +385,19 @@ class WorldStereo:
         mask = frame.new_surface_mask & (frame.depth > 0)
         pts = camera.unproject(frame.depth.unsqueeze(0))[0][mask[0]].float()
         cols = frame.image.permute(1, 2, 0)[mask[0]]
+        conf = frame.confidence[0][mask[0]].float()
         if frame.extra_points is not None and frame.extra_colors is not None and frame.extra_points.shape[0]:
             pts = torch.cat([pts, frame.extra_points.float()])
             cols = torch.cat([cols, frame.extra_colors.to(cols.dtype)])
+            # look-ahead points are fill too: the confidence of the frame's own filled pixels
+            filled = float(conf.min()) if conf.numel() else GENERATED_CONFIDENCE
+            conf = torch.cat([conf, torch.full((frame.extra_points.shape[0],), filled)])
         seen = torch.zeros(0, dtype=torch.int64)
         ids = frame.ggm_point_ids
         if ids is not None and self.config.use_ggm:
             hit = torch.bincount(ids[(ids >= 0) & ~mask[0]], minlength=self.ggm.num_points)
             seen = torch.nonzero(hit).squeeze(1)
-        return FrameObservation(frame, camera, pts, cols, seen, self._ggm_evictions)
+        return FrameObservation(frame, camera, pts, cols, seen, self._ggm_evictions, conf)
 
     def commit_frame(self, obs: FrameObservation, keyframe: bool, path_index: int, frame_id: int) -> dict[str, int]:
         """Feed one observed frame into both memories (what the pipeline does per ``update_frequency``).
@@ -403,7 +414,9 @@ class WorldStereo:
             if obs.seen_ids.numel() and obs.evictions == self._ggm_evictions:
                 stats["num_merged"] += self.ggm.observe(obs.seen_ids, pose)["num_merged"]
             if obs.points.shape[0] > 0:
-                out = self.ggm.update(obs.points, pose, colors=obs.colors, merge_threshold=self.merge_threshold)
+                out = self.ggm.update(
+                    obs.points, pose, colors=obs.colors, merge_threshold=self.merge_threshold, confidence=obs.confidence
+                )
                 stats["num_added"] += int(out["num_added"])
                 stats["num_merged"] += int(out["num_merged"])
                 stats["num_evicted"] += int(out["num_evicted"])

@@ -455,7 +455,11 @@ def run_scene(
     surface = _seen_surface(scene, truth, settings)
     for res, model in zip(results, models, strict=True):
         res.tau = settings.tau * depth_scale
-        res.reconstruction = reconstruction_curve(model.ggm.point_cloud, surface, settings.tau_max * depth_scale)
+        # generated (filled) points are guesses: the reconstruction is scored on observed points only
+        from worldstereo.model import OBSERVED_CONFIDENCE
+
+        observed = model.ggm.point_cloud[model.ggm.point_confidence >= OBSERVED_CONFIDENCE]
+        res.reconstruction = reconstruction_curve(observed, surface, settings.tau_max * depth_scale)
     log(f"  reconstruction vs {surface.shape[0]} surface samples in {time.perf_counter() - t0:.1f} s")
 
     oracle_camera = None

@@ -39,7 +39,7 @@ UPDATE_FREQUENCIES = ("per_frame", "per_step", "manual")
 AGGREGATIONS = ("mean", "max", "weighted", "attention")
 _UPDATE_EVENTS = {"per_frame": "frame", "per_step": "clip", "manual": None}
 # Per-point state buffers: name -> (trailing shape builder, dtype). Sized to a capacity >= N.
-_STATE = ("_pos", "_rgb", "_observer", "_count", "_last_seen", "_embedding")
+_STATE = ("_pos", "_rgb", "_observer", "_count", "_last_seen", "_conf", "_embedding")
 _DEFAULT_COLOR = 0.5
 _CELL_MARGIN = 2.01  # voxel cell side / merge threshold (exactness needs >= 2)
 _QUERY_CHUNK = 1 << 22  # bound on (queries x k x dim) elements gathered at once
@@ -123,6 +123,7 @@ class GlobalGeometricMemory(nn.Module):
         self.register_buffer("_observer", torch.zeros(0, 3))
         self.register_buffer("_count", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("_last_seen", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("_conf", torch.zeros(0))
         self.register_buffer("_embedding", torch.zeros(0, point_cloud_dim))
         self.register_buffer("_step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("_explicit_embedding", torch.zeros((), dtype=torch.bool))
@@ -155,6 +156,14 @@ class GlobalGeometricMemory(nn.Module):
     def last_seen(self) -> torch.Tensor:
         """(N,) int64 update step at which each point was last observed (0 = initialize)."""
         return self._last_seen[: self._n]
+
+    @property
+    def point_confidence(self) -> torch.Tensor:
+        """(N,) float in [0, 1]: 1 for observed points, lower for generated ones (e.g. inpainted surface).
+
+        A merge keeps the higher of the two: a point once observed stays observed.
+        """
+        return self._conf[: self._n]
 
     @property
     def observer_centers(self) -> torch.Tensor:
@@ -197,6 +206,7 @@ class GlobalGeometricMemory(nn.Module):
         point_cloud: torch.Tensor,
         features: torch.Tensor | None = None,
         colors: torch.Tensor | None = None,
+        confidence: torch.Tensor | None = None,
     ) -> None:
         """Reset the memory to ``point_cloud``.
 
@@ -204,6 +214,7 @@ class GlobalGeometricMemory(nn.Module):
             point_cloud: (N, 3) world points.
             features: optional (N, point_cloud_dim) embeddings; else encoded from coordinates.
             colors: optional (N, 3) RGB in [0, 1]; else 0.5 grey.
+            confidence: optional (N,) in [0, 1] (not in API.md); else 1 (observed).
 
         All points get observation count 1, last-seen step 0 and an unknown observer (their own
         position). Past ``max_points`` an evenly spaced subset of ``max_points`` is kept.
@@ -214,6 +225,8 @@ class GlobalGeometricMemory(nn.Module):
             _check_tensor("features", features, (n, self.point_cloud_dim))
         if colors is not None:
             _check_tensor("colors", colors, (n, 3))
+        if confidence is not None:
+            _check_tensor("confidence", confidence, (n,))
         dev = self._pos.device
         self._step.zero_()
         self._explicit_embedding.fill_(features is not None)
@@ -227,6 +240,7 @@ class GlobalGeometricMemory(nn.Module):
         self._observer[:n] = pts.to(dev)
         self._count[:n] = 1
         self._last_seen[:n] = 0
+        self._conf[:n] = confidence.to(dev).clamp(0, 1) if confidence is not None else 1.0
         if features is not None:
             self._embedding[:n] = features.to(dev)
         self._grid = None
@@ -240,6 +254,7 @@ class GlobalGeometricMemory(nn.Module):
         new_features: torch.Tensor | None = None,
         merge_threshold: float = 0.01,
         colors: torch.Tensor | None = None,
+        confidence: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Merge new observations into the memory.
 
@@ -257,6 +272,8 @@ class GlobalGeometricMemory(nn.Module):
             merge_threshold: merge distance in scene units (> 0).
             colors: optional (M, 3) RGB in [0, 1] (not in API.md); merged points keep their
                 colour when omitted, appended ones get 0.5 grey.
+            confidence: optional (M,) in [0, 1] (not in API.md): 1 = observed, lower = generated;
+                default 1. A merged point keeps the higher of its own and its observations'.
         Returns:
             dict with ``num_added``, ``num_merged``, ``total_points`` and ``num_evicted``.
         """
@@ -268,6 +285,8 @@ class GlobalGeometricMemory(nn.Module):
             _check_tensor("new_features", new_features, (m, self.point_cloud_dim))
         if colors is not None:
             _check_tensor("colors", colors, (m, 3))
+        if confidence is not None:
+            _check_tensor("confidence", confidence, (m,))
         if isinstance(merge_threshold, bool) or not isinstance(merge_threshold, (int, float)) or not (
             math.isfinite(merge_threshold) and merge_threshold > 0
         ):
@@ -286,6 +305,7 @@ class GlobalGeometricMemory(nn.Module):
         if bool(self._explicit_embedding):
             feats = _to_numpy(new_features) if new_features is not None else _to_numpy(self.encoder(pts.detach().to(dev, torch.float32)))
         rgb = _to_numpy(colors) if colors is not None else None
+        conf = np.clip(_to_numpy(confidence), 0.0, 1.0) if confidence is not None else np.ones(m, np.float32)
 
         # -- merge lookup (voxel hash over the stored points, no tree rebuild)
         if self._n and m:
@@ -323,6 +343,7 @@ class GlobalGeometricMemory(nn.Module):
             if feats is not None:
                 running_mean(self._embedding, feats)
             _put(self._count, uniq, old + k)
+            _put(self._conf, uniq, np.maximum(_take(self._conf, uniq), np.maximum.reduceat(np.take(conf, src), head)))
             _put(self._last_seen, uniq, step)
             _put(self._observer, uniq, center)
 
@@ -341,6 +362,7 @@ class GlobalGeometricMemory(nn.Module):
             _put(self._rgb, slice(n0, n1), rows(rgb) if rgb is not None else _DEFAULT_COLOR)
             _put(self._observer, slice(n0, n1), center)
             _put(self._count, slice(n0, n1), 1)
+            _put(self._conf, slice(n0, n1), rows(conf))
             _put(self._last_seen, slice(n0, n1), step)
             if feats is not None:
                 _put(self._embedding, slice(n0, n1), rows(feats))
@@ -522,6 +544,9 @@ class GlobalGeometricMemory(nn.Module):
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:
         pos = state_dict.get(prefix + "_pos")
+        if pos is not None and prefix + "_conf" not in state_dict:
+            # snapshots written before point confidence existed: every point counts as observed
+            state_dict[prefix + "_conf"] = torch.ones(int(pos.shape[0]))
         if pos is not None:
             n = int(pos.shape[0])
             for name in _STATE:
