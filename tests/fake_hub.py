@@ -129,3 +129,15 @@ class FakeHub:
         h.end_headers()
         if body:
             h.wfile.write(data)
+
+
+def point_at(server: FakeHub, monkeypatch, hf_home) -> None:
+    """Make ``huggingface_hub`` (through ``worldstereo.hub``) use ``server`` with a fresh cache in ``hf_home``,
+    the Hub switched on and no remembered download failure (undone by ``monkeypatch``; call
+    ``worldstereo.hub.forget_failures()`` again after the test)."""
+    from worldstereo import hub
+
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub.forget_failures()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fake_hub import FakeHub
+from tests.fake_hub import FakeHub, point_at
 from worldstereo import hub
 from worldstereo.backends import fill as fillmod
 from worldstereo.backends.fill import DEFAULT_LAMA, LamaFill, NoFill, TeleaFill, make_filler, read_lama_graph
@@ -68,10 +68,7 @@ def lama_hub(tmp_path, monkeypatch):
     server = FakeHub().start()
     server.add(*DEFAULT_LAMA, _rgbm_model())
     server.add("Carve/LaMa-ONNX", "lama.onnx", _two_input_model())
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    hub.forget_failures()
+    point_at(server, monkeypatch, tmp_path / "hf")
     fillmod._sessions.clear()
     yield server
     server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_hub import FakeHub
+from tests.fake_hub import FakeHub, point_at
 from tests.test_depth_backends import _image, _set_focal_sign, _tiny_moge_config
 from worldstereo import hub
 from worldstereo.backends import depth_moge
@@ -47,11 +47,8 @@ def fake_hub(tmp_path, monkeypatch, tiny_checkpoint):
     server = FakeHub().start()
     for repo in set(MOGE_DEFAULT_REPOS.values()):
         server.add(repo, "model.pt", data)
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    point_at(server, monkeypatch, tmp_path / "hf")
     monkeypatch.delenv("WORLDSTEREO_MOGE_WEIGHTS", raising=False)
-    hub.forget_failures()
     depth_moge._models.clear()
     yield server
     server.stop()
