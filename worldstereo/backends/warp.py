@@ -46,6 +46,9 @@ LOOKAHEAD_WIDEN = 1.6
 NEAR_FRACTION = 0.1
 # Attention mass a token must give a keyframe for that keyframe to be sampled for its pixels.
 MIN_ATTENTION = 0.02
+# Per-pixel blend of the attended keyframes: weights score ** BLEND_SHARPNESS, so views scoring
+# alike are mixed (no seam where the best view switches) and a clearly better view dominates.
+BLEND_SHARPNESS = 32.0
 
 
 def sample_keyframe(
@@ -304,14 +307,15 @@ class WarpGenerator(FrameGenerator):
         for fid in frames_present:
             frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols)
 
-        # decode: at every covered target pixel, resample the best of the keyframes its token
-        # attended to (attention mass above MIN_ATTENTION): best = visibility x keyframe confidence x
-        # view proximity, attention mass breaking ties. One view instead of a blend keeps detail
-        # sharp; the input image (confidence 1) wins over generated keyframes (0.9) seen as well.
+        # decode: at every covered target pixel, resample the keyframes its token attended to
+        # confidently (attention mass above MIN_ATTENTION), scored by visibility x keyframe
+        # confidence x view proximity, and blend them per pixel with weights score ** BLEND_SHARPNESS:
+        # nearly one view where one is clearly best (detail stays sharp; the input image, confidence
+        # 1, wins over generated keyframes, 0.9), a mix where views score alike (no switching seam).
         covered = ~hole[0]
         pts = cam_f.unproject(depth.unsqueeze(0))[0][covered]
-        best_score = torch.zeros(pts.shape[0])
-        best_color = torch.zeros(pts.shape[0], 3)
+        scores: list[torch.Tensor] = []
+        samples: list[torch.Tensor] = []
         used: list[int] = []
         for fid in frames_present:
             tok_w = _pixel_weights(frame_weights[fid], h, w)[covered]
@@ -321,22 +325,42 @@ class WarpGenerator(FrameGenerator):
             colors, vis = sample_keyframe(kf, pts)
             attended = (tok_w >= MIN_ATTENTION).float()
             score = attended * vis * _view_proximity(kf.camera, cam_f, model.scene_depth) * (1.0 + 0.01 * tok_w)
-            better = score > best_score
-            if bool(better.any()):
+            if bool((score > 0).any()):
                 used.append(fid)
-                best_score = torch.where(better, score, best_score)
-                best_color[better] = colors[better]
+                scores.append(score)
+                samples.append(colors)
         out = image.clone()
-        have = best_score > 0
-        if bool(have.any()):
+        if scores:
+            mixed, have = blend_views(torch.stack(scores), torch.stack(samples))
             flat = out.permute(1, 2, 0).clone()
             sub = flat[covered]
-            sub[have] = best_color[have]
+            sub[have] = mixed[have]
             flat[covered] = sub
             out = flat.permute(2, 0, 1).contiguous()
 
         attention = _summarise(model, weights, query_points, has_depth, (rows, cols), p, self.top_k, frame_weights)
         return out, attention, used
+
+
+def blend_views(scores: torch.Tensor, colors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel blend of several views' colours by their scores.
+
+    Weights are ``(score / best score) ** BLEND_SHARPNESS``: the best view has weight 1 however small
+    its score (a far view is still the only one that saw the pixel), views scoring alike are mixed,
+    and a view with score 0 takes no part (its colour may be NaN: a point behind it).
+
+    Args:
+        scores: (V, P) >= 0; colors: (V, P, 3).
+    Returns:
+        mixed (P, 3) (zeros where no view scored) and have (P,) bool, True where some view scored.
+    """
+    best = scores.max(dim=0).values
+    have = best > 0
+    ratio = torch.where(have, scores / torch.where(have, best, torch.ones_like(best)), torch.zeros_like(scores))
+    blend = ratio.pow(BLEND_SHARPNESS) * (scores > 0)
+    colors = torch.where(blend.unsqueeze(-1) > 0, colors, torch.zeros(()))
+    mixed = (blend.unsqueeze(-1) * colors).sum(0) / blend.sum(0).clamp(min=1e-30).unsqueeze(-1)
+    return mixed, have
 
 
 def _view_proximity(view: CameraParameters, target: CameraParameters, scene_depth: float) -> float:

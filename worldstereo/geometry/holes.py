@@ -75,12 +75,26 @@ def fill_thin_gaps(
     )
 
 
-def extend_depth_background(depth: torch.Tensor, hole: torch.Tensor, window: int = 7, tolerance: float = 0.9) -> torch.Tensor:
-    """Fill depth holes from their background side.
+def extend_depth_background(
+    depth: torch.Tensor,
+    hole: torch.Tensor,
+    tolerance: float = 0.9,
+    slope: bool = True,
+    fit_window: int = 15,
+    max_change: float = 3.0,
+) -> torch.Tensor:
+    """Fill depth holes by continuing the surface on their background side.
 
-    A disocclusion shows what was behind the foreground, so each hole pixel takes the depth of
-    the nearest covered pixel that is on the far side of its neighbourhood (its depth is at least
-    ``tolerance`` times the farthest covered depth within ``window``).
+    A disocclusion shows what was behind the foreground, so each hole pixel continues the nearest
+    pixel of the hole's border that is on its far side: along every row and column, a run of hole
+    pixels bounded by known pixels at both ends marks its nearer end as foreground when that is
+    nearer than ``tolerance`` times the farther end (so a hole between an occluder and the floor
+    behind it takes the floor). With ``slope`` it continues along that surface's local plane (a plane's
+    inverse depth is affine in the pixel coordinates; fitted over the ``fit_window`` pixels around
+    the seed that lie on the seed's surface), so a floor running out of the frame keeps coming
+    nearer and a slanted wall keeps receding instead of turning into a fronto-parallel sheet that
+    later views see in the wrong place; the continued depth stays within ``max_change`` times the
+    seed's either way. Without ``slope``, the seed's depth is copied.
 
     Args:
         depth: (1, H, W) with valid values where ``~hole``; hole: (1, H, W) bool.
@@ -91,17 +105,95 @@ def extend_depth_background(depth: torch.Tensor, hole: torch.Tensor, window: int
     d = depth[0].numpy().astype(np.float32)
     if not h.any() or h.all():
         return depth.clone()
-    valid = ~h
-    d_valid = np.where(valid, d, 0.0).astype(np.float32)
-    local_max = cv2.dilate(d_valid, np.ones((window, window), np.uint8))
+    valid = ~h & (d > 0)
     border = valid & cv2.dilate(h.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    seeds = border & (d_valid >= tolerance * local_max)
+    near = _near_run_ends(d, h, valid, tolerance) | _near_run_ends(d.T, h.T, valid.T, tolerance).T
+    # the occluder's corner pixels end no run: border pixels beside a near end and as near count too
+    near_depth = cv2.dilate(np.where(near, d, 0.0).astype(np.float32), np.ones((5, 5), np.uint8))
+    near |= border & (near_depth > 0) & (d <= near_depth / tolerance)
+    seeds = border & ~near
     if not seeds.any():
-        seeds = valid
+        seeds = valid if valid.any() else ~h
     _, (iy, ix) = ndimage.distance_transform_edt(~seeds, return_indices=True)
     out = d.copy()
-    out[h] = d[iy[h], ix[h]]
+    sy, sx = iy[h], ix[h]
+    seed_depth = d[sy, sx]
+    if not slope:
+        out[h] = seed_depth
+        return torch.from_numpy(out).unsqueeze(0)
+    flat = sy * d.shape[1] + sx
+    used, inverse = np.unique(flat, return_inverse=True)
+    gx, gy = _seed_slopes(d, valid, used // d.shape[1], used % d.shape[1], fit_window)
+    hy, hx = np.nonzero(h)
+    q_seed = 1.0 / seed_depth
+    q = q_seed + gx[inverse] * (hx - sx) + gy[inverse] * (hy - sy)
+    q = np.clip(q, q_seed / max_change, q_seed * max_change)
+    out[h] = 1.0 / q
     return torch.from_numpy(out).unsqueeze(0)
+
+
+def _near_run_ends(depth: np.ndarray, hole: np.ndarray, valid: np.ndarray, tolerance: float) -> np.ndarray:
+    """(H, W) bool: known pixels ending a horizontal run of holes whose other end is much farther.
+
+    Args:
+        depth: (H, W); hole, valid: (H, W) bool. Transpose all three for vertical runs.
+    """
+    hh, ww = hole.shape
+    padded = np.zeros((hh, ww + 2), np.int8)
+    padded[:, 1:-1] = hole
+    step = np.diff(padded, axis=1)
+    rs, starts = np.nonzero(step == 1)  # a run starts at column `starts` ...
+    _, ends = np.nonzero(step == -1)  # ... and its first pixel after it is `ends` (row-major order pairs them)
+    left, right = starts - 1, ends
+    both = (left >= 0) & (right < ww)
+    rs, left, right = rs[both], left[both], right[both]
+    ok = valid[rs, left] & valid[rs, right]
+    rs, left, right = rs[ok], left[ok], right[ok]
+    dl, dr = depth[rs, left], depth[rs, right]
+    near = np.zeros_like(hole)
+    near[rs[dl < tolerance * dr], left[dl < tolerance * dr]] = True
+    near[rs[dr < tolerance * dl], right[dr < tolerance * dl]] = True
+    return near
+
+
+def _seed_slopes(
+    depth: np.ndarray, valid: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: int, same_surface: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes (d/dx, d/dy) of inverse depth at seed pixels, from the plane of their own surface.
+
+    Least squares of ``1/z = a x + b y + c`` over the valid pixels of the ``window`` x ``window``
+    box around each seed whose inverse depth is within ``same_surface`` (relative) of the seed's,
+    so an occluder beside it does not tilt the plane; (0, 0) where the fit is ill-posed (too few
+    or collinear pixels).
+
+    Args:
+        depth: (H, W) float; valid: (H, W) bool; ys, xs: (S,) seed coordinates.
+    Returns:
+        (gx, gy): (S,) each, inverse depth per pixel.
+    """
+    hh, ww = depth.shape
+    r = window // 2
+    oy, ox = np.mgrid[-r : r + 1, -r : r + 1]
+    oy, ox = oy.ravel().astype(np.float64), ox.ravel().astype(np.float64)
+    py = ys[:, None] + oy.astype(np.int64)[None]
+    px = xs[:, None] + ox.astype(np.int64)[None]
+    inside = (py >= 0) & (py < hh) & (px >= 0) & (px < ww)
+    py, px = np.clip(py, 0, hh - 1), np.clip(px, 0, ww - 1)
+    q = 1.0 / np.maximum(depth[py, px].astype(np.float64), 1e-12)
+    q0 = 1.0 / np.maximum(depth[ys, xs].astype(np.float64), 1e-12)[:, None]
+    w = (inside & valid[py, px] & (np.abs(q - q0) <= same_surface * q0)).astype(np.float64)
+    n = w.sum(1)
+    safe_n = np.maximum(n, 1.0)
+    mx, my, mq = (w * ox).sum(1) / safe_n, (w * oy).sum(1) / safe_n, (w * q).sum(1) / safe_n
+    dx, dy, dq = ox[None] - mx[:, None], oy[None] - my[:, None], q - mq[:, None]
+    cxx, cxy, cyy = (w * dx * dx).sum(1), (w * dx * dy).sum(1), (w * dy * dy).sum(1)
+    cxq, cyq = (w * dx * dq).sum(1), (w * dy * dq).sum(1)
+    det = cxx * cyy - cxy * cxy
+    ok = (n >= window) & (det > 1e-3 * np.maximum(cxx * cyy, 1e-12))
+    safe_det = np.where(ok, det, 1.0)
+    gx = np.where(ok, (cyy * cxq - cxy * cyq) / safe_det, 0.0)
+    gy = np.where(ok, (cxx * cyq - cxy * cxq) / safe_det, 0.0)
+    return gx, gy
 
 
 def inpaint_colors(image: torch.Tensor, hole: torch.Tensor, radius: int = 3) -> torch.Tensor:
