@@ -16,6 +16,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
+RGBM_LAMA = ("g-ronimo/lama", "lama_int8.onnx")  # the one-input export, opt-in through WORLDSTEREO_LAMA
 FILL_VALUE = np.array([0.9, 0.2, 0.1], np.float32)  # what the tiny models paint into holes (before any scale)
 
 
@@ -66,8 +67,8 @@ def _rgbm_model() -> bytes:
 @pytest.fixture
 def lama_hub(tmp_path, monkeypatch):
     server = FakeHub().start()
-    server.add(*DEFAULT_LAMA, _rgbm_model())
-    server.add("Carve/LaMa-ONNX", "lama.onnx", _two_input_model())
+    server.add(*DEFAULT_LAMA, _two_input_model())  # Carve/LaMa-ONNX lama.onnx: image + mask, fixed size
+    server.add(*RGBM_LAMA, _rgbm_model())
     point_at(server, monkeypatch, tmp_path / "hf")
     fillmod._sessions.clear()
     yield server
@@ -95,7 +96,7 @@ def _scene(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     return image.clamp(0, 1), hole
 
 
-@pytest.mark.parametrize("repo_file", [DEFAULT_LAMA, ("Carve/LaMa-ONNX", "lama.onnx")])
+@pytest.mark.parametrize("repo_file", [DEFAULT_LAMA, RGBM_LAMA])
 @pytest.mark.parametrize("size", [(48, 64), (123, 77), (200, 300)])
 def test_only_hole_pixels_change_and_sizes_round_trip(lama_hub, repo_file, size):
     filler = LamaFill(repo=repo_file[0], filename=repo_file[1], show_progress=False)
@@ -110,8 +111,8 @@ def test_only_hole_pixels_change_and_sizes_round_trip(lama_hub, repo_file, size)
 
 
 def test_graph_conventions_are_read_from_the_model(lama_hub):
-    a = LamaFill(show_progress=False)
-    b = LamaFill(repo="Carve/LaMa-ONNX", filename="lama.onnx", show_progress=False)
+    a = LamaFill(repo=RGBM_LAMA[0], filename=RGBM_LAMA[1], show_progress=False)
+    b = LamaFill(show_progress=False)  # the default: Carve/LaMa-ONNX
     assert (a.graph.convention, a.graph.size, a.graph.multiple) == ("rgbm", None, 32)
     assert (b.graph.convention, b.graph.size) == ("image+mask", 64)
     assert b.output_scale == pytest.approx(1 / 255)
@@ -152,7 +153,26 @@ def test_auto_uses_lama_from_the_hub_once(lama_hub):
     b = make_filler("auto", show_progress=False)
     assert isinstance(a, LamaFill) and a.session is b.session
     assert lama_hub.count("GET", DEFAULT_LAMA[1]) == 1
-    assert "LaMa" in a.message and "g-ronimo/lama" in a.message
+    assert "LaMa" in a.message and "Carve/LaMa-ONNX" in a.message and a.graph.convention == "image+mask"
+
+
+def test_worldstereo_lama_picks_another_export_or_a_local_file(lama_hub, monkeypatch, tmp_path):
+    from worldstereo.backends.fill import LAMA_ENV, lama_source
+
+    monkeypatch.setenv(LAMA_ENV, "/".join(RGBM_LAMA))
+    assert lama_source() == RGBM_LAMA
+    f = make_filler("auto", show_progress=False)
+    assert isinstance(f, LamaFill) and f.graph.convention == "rgbm" and "g-ronimo/lama/lama_int8.onnx" in f.message
+    assert lama_hub.count("GET", DEFAULT_LAMA[1]) == 0
+    local = tmp_path / "mine.onnx"
+    local.write_bytes(_rgbm_model())
+    monkeypatch.setenv(LAMA_ENV, str(local))
+    assert lama_source() == local and LamaFill(show_progress=False).source == "mine.onnx"
+    monkeypatch.setenv(LAMA_ENV, "not-a-repo")
+    with pytest.raises(ValueError, match=LAMA_ENV):
+        lama_source()
+    t = make_filler("auto", show_progress=False)
+    assert isinstance(t, TeleaFill) and LAMA_ENV in t.message
 
 
 def test_missing_weights_fall_back_to_telea_with_the_message(lama_hub):
@@ -215,7 +235,7 @@ def test_download_weights_fetches_lama_too(lama_hub, capsys):
     lama_hub.add(MOGE_DEFAULT_REPOS["cpu"], "model.pt", buf.getvalue())
     assert main(["download-weights", "--device", "cpu", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "LaMa g-ronimo/lama/lama_int8.onnx" in out and hub.cached_file(*DEFAULT_LAMA) is not None
+    assert "LaMa Carve/LaMa-ONNX/lama.onnx" in out and hub.cached_file(*DEFAULT_LAMA) is not None
 
 
 def test_eval_fill_axis_scores_telea_and_cached_lama(lama_hub, capsys):

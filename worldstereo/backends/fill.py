@@ -21,6 +21,7 @@ Images are (3, H, W) float in [0, 1]; masks (1, H, W) bool, True = hole.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +42,20 @@ __all__ = [
     "LamaFill",
     "NoFill",
     "TeleaFill",
+    "lama_source",
     "make_filler",
 ]
 
 FILL_BACKENDS: Registry[Any] = Registry("fill backend")
 #: the choices of the CLI and the app (``auto`` = LaMa when it can be had, else Telea)
 FILL_CHOICES = ("auto", "lama", "telea", "none")
-#: default LaMa weights: (Hub repo, file). Weight-only int8 export of big-lama with any input size
-#: (a multiple of 32): 62 MB, the fastest of the published exports on a CPU (model card).
-DEFAULT_LAMA = ("g-ronimo/lama", "lama_int8.onnx")
+#: default LaMa weights: (Hub repo, file). big-lama exported at a fixed 512x512 (207 MB), chosen for
+#: its model card's licence: Apache-2.0 like LaMa itself. ``g-ronimo/lama``'s weight-only int8
+#: export (62 MB, any size, faster on a CPU) states no licence on its card, so it is an opt-in
+#: (``WORLDSTEREO_LAMA=g-ronimo/lama/lama_int8.onnx``).
+DEFAULT_LAMA = ("Carve/LaMa-ONNX", "lama.onnx")
+#: environment variable naming other LaMa weights: ``owner/repo/file.onnx`` on the Hub, or a local ``.onnx`` path
+LAMA_ENV = "WORLDSTEREO_LAMA"
 #: output range of published exports (the ONNX graph does not say): multiply by this to get [0, 1]
 OUTPUT_SCALES = {
     ("g-ronimo/lama", "lama.onnx"): 1.0,
@@ -214,7 +220,7 @@ class LamaFill(HoleFiller):
 
     Args:
         weights: an ``.onnx`` file, or None for ``repo``/``filename`` from the Hub.
-        repo, filename: Hub file (default :data:`DEFAULT_LAMA`).
+        repo, filename: Hub file; None = :func:`lama_source` (``WORLDSTEREO_LAMA``, else :data:`DEFAULT_LAMA`).
         output_scale: factor bringing the output to [0, 1]; None = known per file, else from the output.
         device: ``cpu`` or ``cuda`` (the CUDA provider when onnxruntime has it).
         download, progress, show_progress: see :func:`worldstereo.hub.fetch_file`.
@@ -229,8 +235,8 @@ class LamaFill(HoleFiller):
     def __init__(
         self,
         weights: str | Path | None = None,
-        repo: str = DEFAULT_LAMA[0],
-        filename: str = DEFAULT_LAMA[1],
+        repo: str | None = None,
+        filename: str | None = None,
         output_scale: float | None = None,
         device: str = "cpu",
         download: bool = True,
@@ -243,6 +249,17 @@ class LamaFill(HoleFiller):
             raise hub.WeightsUnavailableError(
                 f"LaMa needs onnxruntime ({err}); `pip install onnxruntime`", "package_missing"
             ) from err
+        if weights is None and repo is None and filename is None:
+            try:
+                source = lama_source()
+            except ValueError as err:
+                raise hub.WeightsUnavailableError(str(err), "not_found") from err
+            if isinstance(source, Path):
+                weights = source
+            else:
+                repo, filename = source
+        repo = repo or DEFAULT_LAMA[0]
+        filename = filename or DEFAULT_LAMA[1]
         if weights is not None:
             path = Path(weights)
             if not path.is_file():
@@ -306,6 +323,25 @@ class LamaFill(HoleFiller):
         out = img.copy()
         out[y0:y1, x0:x1] = _feathered(crop, filled, cmask)
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).to(image.dtype)
+
+
+def lama_source() -> tuple[str, str] | Path:
+    """The LaMa weights to use: ``WORLDSTEREO_LAMA`` when set, else :data:`DEFAULT_LAMA`.
+
+    Returns:
+        ``(repo, filename)`` on the Hub, or the :class:`~pathlib.Path` of a local file.
+    Raises:
+        ValueError: the variable is set to neither an existing ``.onnx`` file nor ``owner/repo/file``.
+    """
+    value = os.environ.get(LAMA_ENV, "").strip()
+    if not value:
+        return DEFAULT_LAMA
+    if Path(value).expanduser().is_file():
+        return Path(value).expanduser()
+    parts = value.split("/")
+    if len(parts) >= 3 and all(parts) and not value.startswith((".", "/", "~")):
+        return "/".join(parts[:2]), "/".join(parts[2:])
+    raise ValueError(f"{LAMA_ENV} must be a local .onnx file or owner/repo/file.onnx on the Hub, got {value!r}")
 
 
 _sessions: dict[tuple[str, str], Any] = {}

@@ -19,6 +19,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -58,9 +59,10 @@ def sharpness(image: torch.Tensor, mask: torch.Tensor) -> float:
 
 def _lama_cached() -> bool:
     from worldstereo import hub
-    from worldstereo.backends.fill import DEFAULT_LAMA
+    from worldstereo.backends.fill import lama_source
 
-    return hub.cached_file(*DEFAULT_LAMA) is not None
+    source = lama_source()
+    return source.is_file() if isinstance(source, Path) else hub.cached_file(*source) is not None
 
 
 def evaluate_fills(
