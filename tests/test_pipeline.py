@@ -285,7 +285,7 @@ def test_config_validation():
         WorldStereoConfig(width=500)
     with pytest.raises(ValueError, match="update_strategy"):
         WorldStereo(WorldStereoConfig(update_strategy="random"))
-    with pytest.raises(ValueError, match="frame generator"):
+    with pytest.raises(ValueError, match="generator must be one of"):
         WorldStereo(WorldStereoConfig(generator="diffusion"))
     with pytest.raises(ValueError, match="scene"):
         WorldStereo(WorldStereoConfig(generator="oracle"))

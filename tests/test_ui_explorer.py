@@ -139,7 +139,10 @@ def test_bad_input_messages(manager, tmp_path):
         s.load(bundle(), "256x192", generator="oracle")
     with pytest.raises(ValueError, match="size"):
         s.load(bundle(), "100x100")
-    s.load(bundle(), "256x192")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):  # vace asked for on a CPU: refused, clearly
+        s.load(bundle(), "256x192", generator="vace")
+    summary = s.load(bundle(), "256x192")
+    assert "Generator: warp" in summary.message  # auto on a CPU, and the status says so
     with pytest.raises(ValueError, match="frames"):
         s.set_path("preset", "orbit_right", 0.1, False, 500)
 

@@ -33,7 +33,12 @@ from worldstereo.camera import CameraParameters
 from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
 
 DEPTH_CHOICES = ("auto", "prior", "moge")
-GENERATOR_CHOICES = ("warp", "oracle")
+GENERATOR_CHOICES = ("auto", "warp", "vace", "oracle")
+
+
+def default_generator() -> str:
+    """What the page selects first: ``vace`` where a CUDA GPU is present (ZeroGPU, a workstation), else ``warp``."""
+    return "vace" if torch.cuda.is_available() else "warp"
 KEYFRAMES_PER_MEMORY = 32
 
 
@@ -174,7 +179,7 @@ class Session:
 
     # ------------------------------------------------------------------ input
     def load(
-        self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "warp", progress=None,
+        self, bundle: InputBundle, size: str, depth_backend: str = "auto", generator: str = "auto", progress=None,
         fill: str = "auto",
     ) -> StartSummary:
         """Start a new exploration from ``bundle`` at working ``size`` (a key of ``WORKING_SIZES``).
@@ -195,7 +200,7 @@ class Session:
         if fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {FILL_CHOICES}, got {fill!r}")
         cfg = WorldStereoConfig(width=w, height=h, depth_backend=depth_backend, generator=generator, fill=fill,
-                                scene=bundle.scene, memory_size=KEYFRAMES_PER_MEMORY * tokens)
+                                scene=bundle.scene, prompt=bundle.prompt, memory_size=KEYFRAMES_PER_MEMORY * tokens)
         with self._exclusive():
             use_given = bundle.depth is not None and depth_backend == "auto"
             estimator = None if use_given else make_depth_estimator(depth_backend, progress=progress)
@@ -211,7 +216,8 @@ class Session:
             vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
             vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
             self._refresh_editor_view()
-        msg = f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)}"
+        msg = (f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
+               f"Generator: {model.generator_message}.")
         filler = getattr(model.generator, "filler", None)
         if filler is not None:
             msg += f" Fill: {filler.message}."

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ui import plots
 from ui.config import WORKING_SIZES, AppConfig
-from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate
+from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate, default_generator
 from ui.path_editor import read_path_file
 from ui.samples import list_samples, load_sample, load_upload
 from ui.sessions import SessionLimitError, SessionManager
@@ -26,9 +26,10 @@ USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError, WeightsUnavai
 INTRO = """# WorldStereo Explorer
 Pick a sample (or upload an image), shape a camera path in the 3D viewport, press **Generate** and watch the
 scene being generated frame by frame while both memories grow: the global point cloud (GGM) and the
-spatial-stereo memory (SSM) of stored views. The default generator, **warp**, is a training-free geometric
-renderer and filler (GGM render + SSM attention + inpainting), not a learned video model; **oracle** renders the
-ground truth of a procedural scene."""
+spatial-stereo memory (SSM) of stored views. On a CPU the generator is **warp**, a training-free geometric
+renderer and filler (GGM render + SSM attention + LaMa inpainting), not a learned video model; on a CUDA GPU it is
+**vace** (Wan2.1-VACE, a video diffusion model fed the GGM render, its holes and the SSM's reference views);
+**oracle** renders the ground truth of a procedural scene."""
 
 VIEWPORT_HEIGHT = 520
 
@@ -64,7 +65,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 with gr.Row():
                     size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
                     depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
-                    generator = gr.Dropdown(list(GENERATOR_CHOICES), value="warp", label="Generator")
+                    generator = gr.Dropdown(list(GENERATOR_CHOICES), value=default_generator(), label="Generator",
+                                            info="vace: Wan2.1-VACE on a CUDA GPU; warp: training-free, CPU")
                     fill = gr.Dropdown(list(FILL_CHOICES), value="auto", label="Fill",
                                        info="auto: LaMa when its weights can be had, else Telea")
                 status = gr.Markdown("Load a sample to start.", elem_id="ws-status")

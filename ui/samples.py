@@ -34,6 +34,7 @@ class InputBundle:
         camera: its camera (B = 1, size W x H) or None.
         scene: procedural scene name (ground truth available) or None.
         paths: official camera paths shipped with the input (may be empty).
+        prompt: the example's caption (``prompt.json``), the text prompt of the ``vace`` generator.
     """
 
     label: str
@@ -42,6 +43,7 @@ class InputBundle:
     camera: CameraParameters | None = None
     scene: str | None = None
     paths: list[NamedCameras] = field(default_factory=list)
+    prompt: str = ""
 
 
 def _example_dirs() -> dict[str, Path]:
@@ -82,7 +84,9 @@ def load_sample(name: str, width: int, height: int) -> InputBundle:
         ex = read_example_folder(dirs[key])
         first = ex.paths[0].cameras[0] if ex.paths else None
         camera = first.to(dtype=first.intrinsics.dtype) if first is not None else None
-        return InputBundle(name, ex.image, None, camera, None, list(ex.paths))
+        from worldstereo.backends.vace import caption_from_prompt
+
+        return InputBundle(name, ex.image, None, camera, None, list(ex.paths), caption_from_prompt(ex.prompt))
     raise ValueError(f"unknown sample {name!r}; choose from {list_samples()}")
 
 

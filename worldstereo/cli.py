@@ -7,7 +7,7 @@ Commands::
     worldstereo generate --example DIR [--frames N] ...
     worldstereo scenes                         # list the procedural scenes
     worldstereo scenes render NAME --out DIR   # image.png, depth.png (16-bit mm), depth.npy, camera.json
-    worldstereo download-weights [--device auto|cpu|cuda|all]   # fill the Hugging Face cache for offline use
+    worldstereo download-weights [--device auto|cpu|cuda|all] [--generator vace]   # fill the Hugging Face cache for offline use
 
 Outputs are described in :mod:`worldstereo.exports`. Bad input gives one line ``error: ...`` on stderr
 and exit status 2 (``--debug`` shows the traceback); Ctrl-C gives status 130 and leaves no half-written file.
@@ -163,8 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fill", choices=("auto", "lama", "telea", "none"), default="auto",
                    help="what fills unknown regions of warp frames: auto = LaMa (downloaded once from the Hugging "
                         "Face Hub) when it can be had, else Telea; none leaves them black")
-    g.add_argument("--generator", choices=("warp", "oracle"), default="warp",
-                   help="warp (default) or oracle (ground-truth renders of --scene)")
+    g.add_argument("--generator", choices=("auto", "warp", "vace", "oracle"), default="auto",
+                   help="auto (default: vace on a CUDA GPU when its weights can be had, else warp), warp "
+                        "(training-free, CPU), vace (Wan2.1-VACE through diffusers, CUDA GPU) or oracle "
+                        "(ground-truth renders of --scene)")
+    g.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="text prompt of the vace generator (default: the example's prompt.json caption)")
+    g.add_argument("--vace-steps", type=int, default=30, metavar="N", help="denoising steps per vace clip (default 30)")
+    g.add_argument("--vace-offload", action="store_true", help="vace: model CPU offload, for GPUs with little memory")
+    g.add_argument("--force-cpu", action="store_true",
+                   help="let vace run on a CPU (hours per clip; for tests and tiny models)")
     g.add_argument("--no-ggm", action="store_true", help="disable the Global-Geometric Memory")
     g.add_argument("--no-ssm", action="store_true", help="disable the Spatial-Stereo Memory")
     g.add_argument("--seed", type=int, default=0, help="random seed (also the procedural scene's texture seed)")
@@ -200,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     dw.add_argument("--depth-model", metavar="REPO", action="append", default=[],
                     help="a MoGe-2 repo id to fetch as well (repeatable)")
     dw.add_argument("--no-fill", action="store_true", help="skip the LaMa hole-filling weights")
+    dw.add_argument("--generator", choices=("vace",), action="append", default=[],
+                    help="also fetch a learned generator's weights (vace: Wan2.1-VACE-1.3B, about 20 GB on disk)")
     dw.add_argument("--quiet", action="store_true", help="no progress bar")
     dw.set_defaults(func=_cmd_download_weights)
 
@@ -311,6 +321,7 @@ class _Input:
     camera: CameraParameters | None
     paths: list[tuple[str, CameraParameters]]  # explicit camera paths (name, cameras); empty for a preset
     source: str
+    prompt: str = ""  # the example's prompt.json caption (text conditioning of the vace generator)
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -354,7 +365,10 @@ def _read_inputs(args: argparse.Namespace) -> _Input:
         if ex.paths[0].info.kind == "images":
             w, h = ex.image.shape[1], ex.image.shape[0]
             paths = [(n, CameraParameters(c.intrinsics, c.extrinsics, w, h)) for n, c in paths]
-        return _Input(ex.image, _load_depth(args, ex.image), paths[0][1][0], paths, f"example {ex.root}")
+        from worldstereo.backends.vace import caption_from_prompt
+
+        return _Input(ex.image, _load_depth(args, ex.image), paths[0][1][0], paths, f"example {ex.root}",
+                      caption_from_prompt(ex.prompt))
 
     if args.camera is None and args.preset is None:
         raise CliError("give a camera path: --camera FILE or --preset NAME")
@@ -434,12 +448,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from worldstereo.model import make_depth_estimator
 
         estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
-    generator = None
-    if args.generator == "warp":
-        from worldstereo.backends.fill import make_filler
-        from worldstereo.backends.generators import FRAME_GENERATORS
-
-        generator = FRAME_GENERATORS.create("warp", filler=make_filler(args.fill, show_progress=not args.quiet))
+    prompt = inp.prompt if args.prompt is None else args.prompt
+    config.prompt = prompt
+    generator = _make_generator(args, prompt)
     model = WorldStereo(config, depth_estimator=estimator, generator=generator)
     align_to = inp.paths[0][1] if inp.paths else None
     info = model.start(inp.image, depth=inp.depth, camera=inp.camera, align_to=align_to,
@@ -447,6 +458,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     _note(args, f"depth: {info.message or info.depth_source}")
     if info.scale_message:
         _note(args, info.scale_message)
+    _note(args, f"generator: {model.generator_message}")
     filler = getattr(model.generator, "filler", None)
     if filler is not None:
         _note(args, f"fill: {filler.message}")
@@ -560,6 +572,28 @@ def _cmd_scenes_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_generator(args: argparse.Namespace, prompt: str) -> Any | None:
+    """The generator the flags ask for (None = the config's, i.e. the oracle); vace falls back to warp
+    with a note when its weights cannot be had, and refuses a CPU unless --force-cpu."""
+    if args.generator == "oracle":
+        return None
+    want_vace = args.generator == "vace" or (args.generator == "auto" and torch.cuda.is_available())
+    if want_vace:
+        from worldstereo.backends.vace import VaceGenerator
+        from worldstereo.hub import WeightsUnavailableError
+
+        device = "cpu" if args.force_cpu and not torch.cuda.is_available() else "auto"
+        try:
+            return VaceGenerator(prompt=prompt, num_inference_steps=args.vace_steps, offload=args.vace_offload,
+                                 device=device, force_cpu=args.force_cpu)
+        except WeightsUnavailableError as err:
+            _note(args, f"vace unavailable, using warp: {err}")
+    from worldstereo.backends.fill import make_filler
+    from worldstereo.backends.generators import FRAME_GENERATORS
+
+    return FRAME_GENERATORS.create("warp", filler=make_filler(args.fill, show_progress=not args.quiet))
+
+
 # ------------------------------------------------------------------------------------------------ download-weights
 def _cmd_download_weights(args: argparse.Namespace) -> int:
     from worldstereo.backends.depth_moge import MOGE_DEFAULT_REPOS, default_device, resolve_moge_weights
@@ -575,10 +609,22 @@ def _cmd_download_weights(args: argparse.Namespace) -> int:
         print(f"MoGe-2 {repo}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     if not args.no_fill:
         from worldstereo import hub
-        from worldstereo.backends.fill import DEFAULT_LAMA
+        from worldstereo.backends.fill import lama_source
 
-        path = hub.fetch_file(*DEFAULT_LAMA, show_progress=not args.quiet)
-        print(f"LaMa {'/'.join(DEFAULT_LAMA)}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+        source = lama_source()
+        if isinstance(source, Path):
+            print(f"LaMa: local file {source.name} (WORLDSTEREO_LAMA), nothing to download")
+        else:
+            path = hub.fetch_file(*source, show_progress=not args.quiet)
+            print(f"LaMa {'/'.join(source)}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if "vace" in args.generator:
+        from worldstereo.backends.vace import download_vace_weights, vace_source
+
+        repo = vace_source()
+        if Path(repo).is_dir():
+            print(f"Wan2.1-VACE: local folder {Path(repo).name} (WORLDSTEREO_VACE_MODEL), nothing to download")
+        else:
+            print(f"Wan2.1-VACE {repo}: {download_vace_weights(repo)}")
     return 0
 
 

@@ -41,6 +41,7 @@ OBSERVED_CONFIDENCE = 0.5
 #: confidence of generated points when a frame gives none
 GENERATED_CONFIDENCE = 0.25
 UPDATE_FREQUENCIES = ("per_frame", "per_step", "manual")
+GENERATOR_CHOICES = ("auto", "warp", "vace", "oracle")
 
 
 @dataclass
@@ -59,8 +60,16 @@ class WorldStereoConfig:
     else the variant for the depth device (``Ruicheng/moge-2-vits-normal`` on a CPU, ``-vitl-normal`` on CUDA)."""
     depth_device: str | None = None
     """Torch device of the depth model; None = CUDA where present, else the CPU."""
-    generator: str = "warp"
-    """Frame generator: ``warp`` (default, CPU) or ``oracle`` (ground truth of ``scene``)."""
+    generator: str = "auto"
+    """Frame generator: ``warp`` (training-free, CPU), ``vace`` (Wan2.1-VACE through diffusers, CUDA GPU),
+    ``oracle`` (ground truth of ``scene``), or ``auto`` (``vace`` where CUDA and its weights can be had,
+    else ``warp``, with the reason in ``generator_message``)."""
+    prompt: str = ""
+    """Text prompt of the ``vace`` generator (the example's ``prompt.json`` caption, or the user's)."""
+    vace_steps: int = 30
+    """Denoising steps per ``vace`` clip."""
+    vace_offload: bool = False
+    """Model CPU offload for ``vace`` on small GPUs."""
     fill: str = "auto"
     """What fills the holes no memory covers in ``warp`` frames: ``lama`` (LaMa through ONNX Runtime,
     weights from the Hugging Face Hub), ``telea`` (OpenCV), ``none`` (left black, no depth), or ``auto``
@@ -119,6 +128,8 @@ class WorldStereoConfig:
     def __post_init__(self) -> None:
         from worldstereo.backends.fill import FILL_CHOICES
 
+        if self.generator not in GENERATOR_CHOICES:
+            raise ValueError(f"generator must be one of {GENERATOR_CHOICES}, got {self.generator!r}")
         if self.fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {FILL_CHOICES}, got {self.fill!r}")
         if self.update_frequency not in UPDATE_FREQUENCIES:
@@ -226,7 +237,11 @@ class WorldStereo:
         self.config = config or WorldStereoConfig()
         cfg = self.config
         self._depth_estimator = depth_estimator
+        #: which generator runs, and why (a fallback's reason)
+        self.generator_message = ""
         self.generator = generator or self._make_generator()
+        if generator is not None:
+            self.generator_message = getattr(generator, "message", "") or generator.name
         self.ggm = GlobalGeometricMemory(
             point_cloud_dim=cfg.point_cloud_dim,
             feature_dim=cfg.ggm_feature_dim,
@@ -259,6 +274,7 @@ class WorldStereo:
 
     # ------------------------------------------------------------------ backends
     def _make_generator(self) -> FrameGenerator:
+        """The configured generator; ``auto`` and an unavailable ``vace`` fall back to ``warp`` (reason in ``generator_message``)."""
         cfg = self.config
         if cfg.generator == "oracle":
             from worldstereo.scenes import get_scene
@@ -266,11 +282,38 @@ class WorldStereo:
             if cfg.scene is None:
                 raise ValueError("generator 'oracle' needs config.scene (a procedural scene name)")
             return FRAME_GENERATORS.create("oracle", scene=get_scene(cfg.scene, seed=cfg.scene_seed))
-        if cfg.generator == "warp":
-            from worldstereo.backends.fill import make_filler
+        if cfg.generator == "vace" or (cfg.generator == "auto" and torch.cuda.is_available()):
+            from worldstereo.backends.vace import VaceGenerator
+            from worldstereo.hub import WeightsUnavailableError
 
-            return FRAME_GENERATORS.create("warp", splat_radius=cfg.splat_radius, filler=make_filler(cfg.fill))
-        return FRAME_GENERATORS.create(cfg.generator)
+            try:
+                gen = VaceGenerator(prompt=cfg.prompt, num_inference_steps=cfg.vace_steps, offload=cfg.vace_offload)
+                self.generator_message = gen.message
+                return gen
+            except WeightsUnavailableError as err:
+                self.generator_message = f"warp (vace unavailable: {err})"
+        warp = self._make_warp()
+        if not self.generator_message:
+            self.generator_message = "warp (training-free)" + (
+                "" if cfg.generator == "warp" else "; vace needs a CUDA GPU, none found"
+            )
+        return warp
+
+    def _make_warp(self) -> FrameGenerator:
+        from worldstereo.backends.fill import make_filler
+
+        return FRAME_GENERATORS.create("warp", splat_radius=self.config.splat_radius, filler=make_filler(self.config.fill))
+
+    def frame_depth_estimator(self) -> Any | None:
+        """A learned depth estimator for generated frames (the one ``start`` used), or None.
+
+        None when the start depth was given or came from the layout prior: a prior guess aligned to
+        the memories is worse than continuing their surfaces.
+        """
+        est = self._depth_estimator
+        if est is None or getattr(est, "name", "") != "moge":
+            return None
+        return est
 
     @property
     def started(self) -> bool:
@@ -311,6 +354,7 @@ class WorldStereo:
             estimator = self._depth_estimator or make_depth_estimator(
                 cfg.depth_backend, cfg.depth_model, cfg.depth_device
             )
+            self._depth_estimator = estimator  # kept: generated frames get their depth from it too
             est = estimator.estimate(img)
             d = est.depth
             approximate, source, message = est.approximate, est.backend, est.message
