@@ -223,3 +223,27 @@ def test_cli_generates_an_example_with_vace_and_its_caption(tmp_path, monkeypatc
     assert len(list((out / "frames").glob("*.png"))) == 5 and (out / "video.mp4").is_file()
     assert json.loads((out / "run.json").read_text())["config"]["prompt"] == caption
     vacemod._pipelines.clear()
+
+
+def test_clip_call_runs_under_spaces_gpu_when_spaces_is_installed(pipe, monkeypatch):
+    import sys
+    import types
+
+    used: list[int] = []
+
+    def gpu(duration):
+        def wrap(fn):
+            def run(*args, **kwargs):
+                used.append(duration)
+                return fn(*args, **kwargs)
+
+            return run
+
+        return wrap
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    view = get_scene("room").start_view(64, 48)
+    model = WorldStereo(WorldStereoConfig(width=64, height=48, use_ssm=False, fill="telea"), generator=_generator(Spy(pipe)))
+    model.start(view.image, view.depth, view.camera)
+    assert len(list(model.generate("orbit_right", num_frames=2))) == 2
+    assert used == [vacemod.GPU_DURATION]  # one ZeroGPU allocation per clip
