@@ -228,8 +228,10 @@ def test_interrupted_generate_leaves_no_partial_files(capsys, tmp_path, monkeypa
                       "--frames", "5", "--size", SIZE, "--out", out)
     assert rc == 130 and "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["000.png", "001.png"]
-    for name in ("video.mp4", "cameras.json", "pointcloud.ply", "pointcloud.glb", "snapshot", "run.json"):
+    for name in ("video.mp4", "cameras.json", "pointcloud.ply", "pointcloud.glb", "snapshot"):
         assert not (out / name).exists(), name
+    run = json.loads((out / "run.json").read_text())  # says what happened: partial, and why
+    assert run["complete"] is False and run["reason"] == "interrupted"
     assert not [p for p in out.rglob(".*")]
 
 

@@ -17,13 +17,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"{err.strerror or err} (while writing {final})") from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp_path, final)
+    except OSError as err:
+        tmp_path.unlink(missing_ok=True)
+        if str(final) in str(err):
+            raise
+        # the caller's message names the file that could not be written (a full disk says only ENOSPC)
+        raise OSError(err.errno, f"{err.strerror or err} (while writing {final})") from err
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

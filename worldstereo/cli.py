@@ -10,13 +10,14 @@ Commands::
     worldstereo download-weights [--device auto|cpu|cuda|all] [--generator vace]   # fill the Hugging Face cache for offline use
 
 Outputs are described in :mod:`worldstereo.exports`. Bad input gives one line ``error: ...`` on stderr
-and exit status 2 (``--debug`` shows the traceback); Ctrl-C gives status 130 and leaves no half-written file.
+and exit status 2 (``--debug`` or ``WORLDSTEREO_DEBUG=1`` shows the traceback); Ctrl-C gives status 130 and leaves no half-written file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -397,6 +398,30 @@ def _check_output_dir(args: argparse.Namespace) -> None:
         raise CliError(f"--out {str(out)!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise CliError(f"output folder {str(out)!r} is not empty; pass --overwrite to write into it")
+    import tempfile
+
+    probe = out  # writable? found now, not after the model has started (and nothing created yet)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{str(probe)!r} is not a folder")
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise CliError(f"--out {str(out)!r} is not writable: {err.strerror or err}") from None
+
+
+def _check_frame_bounds(args: argparse.Namespace, paths: list[tuple[str, CameraParameters]]) -> None:
+    """Frames per path within :data:`worldstereo.limits.MAX_PATH_FRAMES`, before any work."""
+    from worldstereo.limits import MAX_PATH_FRAMES, check_path_frames
+
+    if args.frames is not None:
+        check_path_frames(args.frames, "--frames")
+    elif paths:
+        for name, cams in paths:
+            if len(cams) > MAX_PATH_FRAMES:
+                check_path_frames(len(cams), f"camera path {name!r} (every pose; pass --frames N to subsample)")
 
 
 def _clear_run_outputs(out: Path) -> None:
@@ -411,10 +436,9 @@ def _clear_run_outputs(out: Path) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from worldstereo import trajectory
-    from worldstereo.exports import RunWriter, write_memory
+    from worldstereo.exports import write_memory
     from worldstereo.model import WorldStereo, WorldStereoConfig
 
     # cheap checks first: nothing heavy runs before the arguments are known to be good
@@ -434,8 +458,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
         if args.scene not in list_scenes():
             raise CliError(f"unknown scene {args.scene!r}; valid scenes: {', '.join(list_scenes())}")
+    if args.frames is not None:
+        _check_frame_bounds(args, [])
     _check_output_dir(args)
     inp = _read_inputs(args)
+    _check_frame_bounds(args, inp.paths)
 
     torch.manual_seed(args.seed)
     w, h = args.size
@@ -479,6 +506,47 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _clear_run_outputs(out)
     multi = len(paths) > 1
     summary: list[dict[str, Any]] = []
+    run: dict[str, Any] = {
+        "complete": False,
+        "reason": "running (a run that stops without finishing leaves this)",
+        "input": inp.source,
+        "size": [w, h],
+        "depth_source": info.depth_source,
+        "approximate_geometry": info.approximate,
+        "depth_message": info.message,
+        "depth_model": info.depth_model,
+        "scale_factor": info.scale_factor,
+        "scale_message": info.scale_message,
+        "scene_depth": info.scene_depth,
+        "generator": model.generator_message,
+        "paths": summary,
+        "config": asdict(config),
+    }
+    write_text_atomic(out / "run.json", json.dumps(run, indent=1) + "\n")
+    try:
+        _generate_paths(args, model, paths, out, multi, summary)
+        mem = write_memory(out, model, snapshot=not args.no_snapshot)
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}"
+        run.update(reason=reason, paths=summary)
+        with contextlib.suppress(OSError):  # the disk may be full: run.json then keeps "running"
+            write_text_atomic(out / "run.json", json.dumps(run, indent=1) + "\n")
+        raise
+    run.update(complete=True, reason="", paths=summary, points=mem.num_points)
+    write_text_atomic(out / "run.json", json.dumps(run, indent=1) + "\n")
+    print(f"point cloud: {mem.ply} ({mem.num_points} points), {mem.glb}")
+    if not args.no_snapshot:
+        print(f"memory snapshot: {mem.snapshot}")
+    return 0
+
+
+def _generate_paths(args: argparse.Namespace, model: Any, paths: list[tuple[str, CameraParameters]], out: Path,
+                    multi: bool, summary: list[dict[str, Any]]) -> None:
+    """Generate and write every path; ``summary`` gets one entry per finished path."""
+    from tqdm import tqdm
+
+    from worldstereo.exports import RunWriter
+
     for name, cams in paths:
         _warn_coverage(args, model, name, cams)
         path_dir = out / name if multi else out
@@ -493,26 +561,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         o = writer.outputs
         summary.append({"name": name, "frames": o.num_frames, "folder": str(path_dir)})
         print(f"{name}: {o.num_frames} frames -> {o.video}")
-    mem = write_memory(out, model, snapshot=not args.no_snapshot)
-    run = {
-        "input": inp.source,
-        "size": [w, h],
-        "depth_source": info.depth_source,
-        "approximate_geometry": info.approximate,
-        "depth_message": info.message,
-        "depth_model": info.depth_model,
-        "scale_factor": info.scale_factor,
-        "scale_message": info.scale_message,
-        "scene_depth": info.scene_depth,
-        "paths": summary,
-        "points": mem.num_points,
-        "config": asdict(config),
-    }
-    write_text_atomic(out / "run.json", json.dumps(run, indent=1) + "\n")
-    print(f"point cloud: {mem.ply} ({mem.num_points} points), {mem.glb}")
-    if not args.no_snapshot:
-        print(f"memory snapshot: {mem.snapshot}")
-    return 0
 
 
 def _frame_ranges(frames: list[int]) -> str:
@@ -635,6 +683,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, OSError, WeightsUnavailableError)
 
 
+def debug_from_env() -> bool:
+    """``WORLDSTEREO_DEBUG=1`` (or true/yes/on): tracebacks on errors, like ``--debug``."""
+    return os.environ.get("WORLDSTEREO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -645,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    args.debug = bool(getattr(args, "debug", False)) or debug_from_env()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

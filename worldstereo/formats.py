@@ -69,6 +69,9 @@ def _write_json(path: str | os.PathLike, data: Any) -> Path:
 
 # ---------------------------------------------------------------------------------------------- reader helpers
 def _load_json(path: Path) -> Any:
+    from worldstereo.limits import MAX_CAMERA_FILE_BYTES, check_file_size
+
+    check_file_size(path, MAX_CAMERA_FILE_BYTES, f"{path.name}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -77,6 +80,13 @@ def _load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: broken JSON: {exc}") from None
+
+
+def _check_pose_count(path: Path, n: int) -> None:
+    from worldstereo.limits import MAX_CAMERA_POSES
+
+    if n > MAX_CAMERA_POSES:
+        raise ValueError(f"{path}: holds {n} poses, more than the limit of {MAX_CAMERA_POSES} per camera file")
 
 
 def _array(path: Path, data: dict, key: str, shape_tail: tuple[int, ...]) -> np.ndarray:
@@ -164,6 +174,7 @@ def read_camera_json(path: str | os.PathLike) -> tuple[CameraParameters, CameraF
     K = _array(p, data, "intrinsic", (3, 3))
     if E.shape[0] != K.shape[0]:
         raise ValueError(f"{p}: field 'extrinsic' holds {E.shape[0]} poses but 'intrinsic' holds {K.shape[0]}")
+    _check_pose_count(p, E.shape[0])
     motion = data.get("motion_list")
     if motion is not None and (not isinstance(motion, list) or not all(isinstance(m, str) for m in motion)):
         raise ValueError(f"{p}: field 'motion_list' must be a list of strings")
@@ -379,6 +390,7 @@ def _ns_matrix(p: Path, where: str, value: Any, legacy_column_major: bool) -> np
 def _ns_cameras(p: Path, entries: Any, key: str, mat_key: str, width: int, height: int, legacy: bool):
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{p}: field {key!r} must be a non-empty list")
+    _check_pose_count(p, len(entries))
     mats, fovs = [], []
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or mat_key not in e or "fov" not in e:

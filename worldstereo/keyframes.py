@@ -41,6 +41,9 @@ def keyframe_positions(num_frames: int, num_keyframes: int = 8) -> list[int]:
     return sorted({round(i * (num_frames - 1) / (k - 1)) for i in range(k)})
 
 
+_TARGET_CHUNK = 64
+
+
 def select_reference_views(
     views: CameraParameters,
     targets: CameraParameters,
@@ -65,9 +68,12 @@ def select_reference_views(
         return []
     views_t = views.to(dtype=torch.float32)
     targets_t = targets.to(dtype=torch.float32)
-    overlap = frustum_overlap(views_t, targets_t, far=4.0 * scene_depth)  # (V, T)
-    angle = view_angle(views_t, targets_t)  # (V, T)
-    score = (overlap * torch.exp(-((angle / angle_scale) ** 2))).amax(dim=1)  # (V,)
+    score = torch.zeros(len(views_t))
+    for start in range(0, len(targets_t), _TARGET_CHUNK):  # memory independent of the path's length
+        chunk = targets_t[start : start + _TARGET_CHUNK]
+        overlap = frustum_overlap(views_t, chunk, far=4.0 * scene_depth)  # (V, t)
+        angle = view_angle(views_t, chunk)  # (V, t)
+        score = torch.maximum(score, (overlap * torch.exp(-((angle / angle_scale) ** 2))).amax(dim=1))
     candidates = [int(i) for i in torch.argsort(score, descending=True) if float(score[i]) >= min_score]
     if len(candidates) <= max_views:
         return candidates

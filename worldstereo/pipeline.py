@@ -97,8 +97,12 @@ def resolve_cameras(model: WorldStereo, path: Any, num_frames: int) -> CameraPar
     from worldstereo import trajectory
 
     cfg = model.config
+    from worldstereo.limits import check_path_frames
+
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    if not isinstance(path, CameraParameters):
+        check_path_frames(num_frames, "the path")
     if isinstance(path, str):
         cams = trajectory.preset(path, model.start_camera, num_frames, scene_depth=model.scene_depth)
     elif isinstance(path, trajectory.Path):
@@ -107,6 +111,7 @@ def resolve_cameras(model: WorldStereo, path: Any, num_frames: int) -> CameraPar
         cams = path
     else:
         raise ValueError(f"path must be a preset name, a trajectory.Path or CameraParameters, got {type(path).__name__}")
+    check_path_frames(len(cams), "the path")
     cams = cams.to(dtype=torch.float32)
     if (cams.width, cams.height) != (cfg.width, cfg.height):
         cams = cams.resized(cfg.width, cfg.height)
