@@ -113,3 +113,45 @@ def test_two_clients_are_isolated(app, tmp_path):
     assert page_a.status_code == 200 and "<html" in page_a.text.lower()
     assert httpx.get(url + "viser/not-a-token/", timeout=10).status_code == 404
     assert built.sessions.port_for_token(sa.token) == sa.viewer_port != built.sessions.port_for_token(sb.token)
+
+
+class _Records(__import__("logging").Handler):
+    def __init__(self) -> None:
+        super().__init__(level=__import__("logging").WARNING)
+        self.records: list = []
+
+    def emit(self, record) -> None:
+        self.records.append(record)
+
+
+def test_a_closed_tab_logs_nothing_above_info(app, tmp_path):
+    import logging
+    import socket
+    import time
+
+    import viser
+    from websockets.sync.client import connect
+
+    url, built = app
+    c = Client(url, verbose=False, download_files=str(tmp_path / "c"))
+    c.predict("scene: room", "256x192", "auto", "warp", api_name="/load_sample")
+    s = built.sessions.peek(c.session_hash)
+    handler = _Records()
+    loggers = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.error", "asyncio", "websockets")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        ws_url = url.replace("http://", "ws://") + f"viser/{s.token}/"
+        for abrupt in (False, True):
+            ws = connect(ws_url, open_timeout=10, subprotocols=[f"viser-v{viser.__version__}"])
+            ws.recv(timeout=10)  # the viewer is live
+            if abrupt:  # the tab's process dies: no close frame, the TCP connection just ends
+                ws.socket.shutdown(socket.SHUT_RDWR)
+                ws.socket.close()
+            else:
+                ws.close()
+        time.sleep(1.5)
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+    assert not handler.records, [r.getMessage() for r in handler.records]

@@ -191,6 +191,7 @@ def test_load_rejects_broken_snapshots(tmp_path):
     with pytest.raises(ValueError, match="state.json"):
         WorldStereo.load(tmp_path)
     (tmp_path / "state.json").write_text("{not json")
+    (tmp_path / "state.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="broken JSON"):
         WorldStereo.load(tmp_path)
 

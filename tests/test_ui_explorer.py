@@ -107,6 +107,28 @@ def test_downloads_are_valid_files(manager):
         zf.extractall(s.directory / "unzipped")
     restored = WorldStereo.load(s.directory / "unzipped" / "snapshot")
     assert restored.ggm.num_points == s.model.ggm.num_points and restored.frame_counter == s.model.frame_counter
+    # another session continues from the uploaded snapshot: same memories, and it can generate on
+    b = manager.get("b")
+    summary = b.load_snapshot(out.snapshot)
+    assert "memory snapshot" in summary.message and b.model.ggm.num_points == s.model.ggm.num_points
+    assert torch.equal(b.model.ggm.point_cloud, s.model.ggm.point_cloud) and len(b.model.paths) == 1
+    assert not (b.directory / "snapshot-upload").exists()  # the unpacked copy is gone
+    b.set_path("preset", "pan_left", 0.2, False, 2)
+    assert len(list(b.generate(2))) >= 2 and b.model.ggm.num_points >= s.model.ggm.num_points
+    evil = b.directory / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../../escape.txt", "x")
+    with pytest.raises(ValueError, match="outside the snapshot"):
+        b.load_snapshot(evil)
+    assert b.model.ggm.num_points >= s.model.ggm.num_points  # the session keeps its exploration
+
+
+def test_user_messages_never_show_server_paths():
+    from ui.page import user_message
+
+    msg = user_message(ValueError("/tmp/gradio/3f2a/upload/camera.json: field 'extrinsic' holds 2 poses"))
+    assert msg == "camera.json: field 'extrinsic' holds 2 poses"
+    assert user_message(ValueError("a 12/3 ratio")) == "a 12/3 ratio"
 
 
 def test_sessions_are_isolated_bounded_and_freed(manager):

@@ -208,14 +208,7 @@ class Session:
             align_to = bundle.paths[0].cameras if bundle.paths else None
             info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera,
                                align_to=align_to)
-            self.model, self.bundle = model, bundle
-            self.frames, self.records, self.history = [], {}, []
-            scene_mode = bundle.scene is not None
-            self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
-            vp = self.viewport
-            vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
-            vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
-            self._refresh_editor_view()
+            self._install(model, bundle)
         msg = (f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
                f"Generator: {model.generator_message}.")
         filler = getattr(model.generator, "filler", None)
@@ -223,6 +216,41 @@ class Session:
             msg += f" Fill: {filler.message}."
         return StartSummary(bundle.label, msg, info.approximate, info.num_points, bundle.scene is not None,
                             [p.name for p in bundle.paths])
+
+    def _install(self, model: WorldStereo, bundle: InputBundle) -> None:
+        """Make ``model`` (started) this session's exploration: fresh frames, editor and viewport."""
+        self.model, self.bundle = model, bundle
+        self.frames, self.records, self.history = [], {}, []
+        scene_mode = bundle.scene is not None
+        self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
+        vp = self.viewport
+        vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
+        vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+        self._refresh_editor_view()
+
+    def load_snapshot(self, archive: str | Path) -> StartSummary:
+        """Continue an exploration from an uploaded memory snapshot (the zip the Downloads give).
+
+        The archive is unpacked into this session's folder with :func:`extract_snapshot_zip` (only the
+        two snapshot files; no path outside; sizes bounded) and checked by ``WorldStereo.load``; the
+        unpacked copy is removed at once.
+        """
+        from worldstereo.snapshot_checks import extract_snapshot_zip
+
+        with self._exclusive():
+            work = self.directory / "snapshot-upload"
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                model = WorldStereo.load(extract_snapshot_zip(archive, work))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            cfg = model.config
+            bundle = InputBundle("memory snapshot", _uint8(model.start_image), None, model.start_camera, cfg.scene,
+                                 prompt=cfg.prompt)
+            self._install(model, bundle)
+        msg = (f"Loaded a **memory snapshot** at {cfg.width}x{cfg.height}: {model.ggm.num_points:,} points, "
+               f"{len(model.keyframes)} keyframes, {len(model.paths)} paths explored. Generator: {model.generator_message}.")
+        return StartSummary(bundle.label, msg, False, model.ggm.num_points, cfg.scene is not None, [])
 
     def _up_direction(self) -> np.ndarray:
         assert self.model is not None

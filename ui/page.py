@@ -6,6 +6,7 @@ gradio's session hash and call its methods; every bad input becomes a warning an
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,14 @@ renderer and filler (GGM render + SSM attention + LaMa inpainting), not a learne
 VIEWPORT_HEIGHT = 520
 
 
+_SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\"]+)+[/\\]([^/\\\s'\"]+)")
+
+
+def user_message(exc: BaseException) -> str:
+    """The message of ``exc`` for the page: server paths shortened to their file names."""
+    return _SERVER_PATH.sub(r"\1", str(exc))
+
+
 def viewport_html(token: str) -> str:
     """The iframe of the session's viser viewport (a relative URL: works under any prefix and behind HTTPS)."""
     t = html.escape(token, quote=True)
@@ -48,8 +57,9 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         return manager.get(request.session_hash if request is not None else None)
 
     def fail(exc: Exception) -> str:
-        gr.Warning(str(exc))
-        return f"⚠️ {exc}"
+        text = user_message(exc)
+        gr.Warning(text)
+        return f"⚠️ {text}"
 
     with gr.Blocks(title="WorldStereo Explorer", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
@@ -62,6 +72,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     up_image = gr.File(label="Image (PNG, JPEG, WebP...)", type="filepath")
                     up_depth = gr.File(label="Depth map (optional: 16-bit PNG in mm, .npy or .exr)", type="filepath")
                     up_btn = gr.Button("Load upload", variant="primary")
+                    up_snapshot = gr.File(label="Or continue from a memory snapshot (.zip from Downloads)", type="filepath",
+                                          file_types=[".zip"])
                 with gr.Row():
                     size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
                     depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
@@ -161,6 +173,15 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 s = session(request)
                 return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v, fill=fill_v,
                                              progress=download_progress(progress)))
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
+        def on_snapshot(archive: str | None, request: gr.Request = None) -> dict[Any, Any]:
+            if not archive:
+                return {}
+            try:
+                s = session(request)
+                return after_start(s, s.load_snapshot(archive))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
@@ -283,6 +304,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         demo.load(on_load, outputs=[viewport, status], api_name=False)
         demo.unload(on_unload)
         load_btn.click(on_load_sample, [sample, size, depth_backend, generator, fill], start_outputs, api_name="load_sample")
+        up_snapshot.upload(on_snapshot, [up_snapshot], start_outputs, api_name="load_snapshot")
         up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator, fill], start_outputs, api_name="load_upload")
         path_inputs = [mode, preset, amount, guard, num_frames]
         preview_btn.click(on_path, path_inputs, status, api_name="set_path")

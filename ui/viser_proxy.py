@@ -67,7 +67,10 @@ def add_viser_proxy(app: FastAPI, lookup: PortLookup, prefix: str = "/viser") ->
 
         async def browser_to_viser() -> None:
             while True:
-                msg = await websocket.receive()
+                try:
+                    msg = await websocket.receive()
+                except (WebSocketDisconnect, RuntimeError):
+                    return
                 if msg["type"] == "websocket.disconnect":
                     return
                 if msg.get("bytes") is not None:
@@ -76,11 +79,14 @@ def add_viser_proxy(app: FastAPI, lookup: PortLookup, prefix: str = "/viser") ->
                     await upstream.send(msg["text"])
 
         async def viser_to_browser() -> None:
-            async for data in upstream:
-                if isinstance(data, bytes):
-                    await websocket.send_bytes(data)
-                else:
-                    await websocket.send_text(data)
+            try:
+                async for data in upstream:
+                    if isinstance(data, bytes):
+                        await websocket.send_bytes(data)
+                    else:
+                        await websocket.send_text(data)
+            except (WebSocketDisconnect, RuntimeError, websockets.WebSocketException, OSError):
+                return  # the browser went away (or viser did): end quietly
 
         tasks = [asyncio.create_task(browser_to_viser()), asyncio.create_task(viser_to_browser())]
         try:
@@ -91,8 +97,10 @@ def add_viser_proxy(app: FastAPI, lookup: PortLookup, prefix: str = "/viser") ->
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, websockets.WebSocketException, RuntimeError):
                     await t
-            await upstream.close()
-            with contextlib.suppress(RuntimeError):
+            # a closed tab is a normal end: closing either side again must not raise (nor log a traceback)
+            with contextlib.suppress(OSError, websockets.WebSocketException, RuntimeError):
+                await upstream.close()
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
                 await websocket.close()
 
     app.add_api_websocket_route(prefix + "/{token}", _viser_ws)

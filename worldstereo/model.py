@@ -642,44 +642,65 @@ class WorldStereo:
 
     @classmethod
     def load(cls, directory: str | Path, **kwargs: Any) -> WorldStereo:
-        """Restore a model saved by :meth:`save` (exactly: memories, keyframes, counters)."""
+        """Restore a model saved by :meth:`save` (exactly: memories, keyframes, counters).
+
+        The snapshot is checked before and while it is read (:mod:`worldstereo.snapshot_checks`):
+        sizes, JSON fields, config bounds, tensor names, dtypes, shapes against the config, NaN/inf.
+        Nothing is unpickled.
+
+        Raises:
+            ValueError (``SnapshotError``): anything wrong with the snapshot, in one line.
+        """
+        from worldstereo import snapshot_checks as checks
+
         d = Path(directory)
+        checks.check_snapshot_files(d)
+        meta = checks.read_meta(d, SNAPSHOT_VERSION)
+        checks.check_config(meta["config"])
+        checks.read_header(d / "state.safetensors")
         try:
-            meta = json.loads((d / "state.json").read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{d}: no state.json (not a WorldStereo snapshot)") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{d / 'state.json'}: broken JSON ({exc})") from None
-        if meta.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"{d / 'state.json'}: unsupported snapshot version {meta.get('version')!r}")
-        model = cls(WorldStereoConfig.from_dict(meta["config"]), **kwargs)
-        tensors = load_file(str(d / "state.safetensors"))
+            config = WorldStereoConfig.from_dict(meta["config"])
+        except (TypeError, ValueError) as exc:
+            raise checks.SnapshotError(f"state.json: bad config ({exc})") from None
+        model = cls(config, **kwargs)
+        try:
+            tensors = load_file(str(d / "state.safetensors"))
+        except Exception as exc:  # safetensors raises its own error types for malformed files
+            raise checks.SnapshotError(f"state.safetensors: unreadable ({type(exc).__name__})") from None
         cfg = model.config
+        reference = {f"ssm.{k}": v for k, v in model.ssm.state_dict().items() if isinstance(v, torch.Tensor)}
+        reference.update({f"ggm.{k}": v for k, v in model.ggm.state_dict().items() if isinstance(v, torch.Tensor)})
+        checks.check_tensors(tensors, meta, reference, cfg.width, cfg.height)
 
         def cam(prefix: str) -> CameraParameters:
             return CameraParameters(tensors[f"{prefix}.K"], tensors[f"{prefix}.E"], cfg.width, cfg.height)
 
-        state: dict[str, Any] = {**tensors, **meta.get("extra_state", {})}
-        model.ggm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ggm.")})
-        model.ssm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ssm.")})
-        model.keyframes = [
-            MemoryKeyframe(
-                m["frame_id"],
-                m["path_index"],
-                tensors[f"keyframe.{i}.image"],
-                tensors[f"keyframe.{i}.depth"],
-                tensors[f"keyframe.{i}.confidence"],
-                cam(f"keyframe.{i}"),
-            )
-            for i, m in enumerate(meta["keyframes"])
-        ]
-        model._previous = (tensors["previous.image"], tensors["previous.depth"], cam("previous"))
-        model.start_image, model.start_camera = tensors["start.image"], cam("start")
-        model.paths = [cam(f"path.{i}") for i in range(meta["num_paths"])]
+        try:
+            state: dict[str, Any] = {**tensors, **meta.get("extra_state", {})}
+            model.ggm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ggm.")})
+            model.ssm.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ssm.")})
+            model.keyframes = [
+                MemoryKeyframe(
+                    m["frame_id"],
+                    m["path_index"],
+                    tensors[f"keyframe.{i}.image"],
+                    tensors[f"keyframe.{i}.depth"],
+                    tensors[f"keyframe.{i}.confidence"],
+                    cam(f"keyframe.{i}"),
+                )
+                for i, m in enumerate(meta["keyframes"])
+            ]
+            model._previous = (tensors["previous.image"], tensors["previous.depth"], cam("previous"))
+            model.start_image, model.start_camera = tensors["start.image"], cam("start")
+            model.paths = [cam(f"path.{i}") for i in range(meta["num_paths"])]
+        except checks.SnapshotError:
+            raise
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise checks.SnapshotError(f"the snapshot does not match its config: {str(exc).splitlines()[0][:200]}") from None
         model.frame_counter = meta["frame_counter"]
         model.path_counter = meta["path_counter"]
-        model.scene_depth = meta["scene_depth"]
-        model.merge_threshold = meta["merge_threshold"]
+        model.scene_depth = float(meta["scene_depth"])
+        model.merge_threshold = float(meta["merge_threshold"])
         return model
 
     def copy(self) -> WorldStereo:
