@@ -268,3 +268,40 @@ def test_example_load_reports_depth_and_scale(manager, examples_dir):
     assert "approximate" in summary.message and "switched off (HF_HUB_OFFLINE)" in summary.message
     assert "Scaled x" in summary.message
     assert s.model.start_info.scale_factor != 1.0
+
+
+def test_cancel_or_failure_in_the_middle_of_a_frame_leaves_the_last_whole_frame(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    s.set_path("preset", "orbit_right", 0.1, False, 6)
+    gen = s.model.generator
+    real = gen.generate_frame
+    calls = []
+
+    def cancel_mid_frame(model, camera, index):
+        calls.append(index)
+        if index == 2:
+            s.cancel()  # the click arrives while frame 2 is being generated
+        return real(model, camera, index)
+
+    gen.generate_frame = cancel_mid_frame
+    updates = list(s.generate(6))
+    assert updates[-1].cancelled and calls == [0, 1, 2] and len(s.frames) == 3
+    last = updates[-2].frame  # frame 2 finished whole and is in the memories; nothing of frame 3 is
+    assert s.model.ggm.num_points == s.history[-1].stats.points_total and s.model.frame_counter == last.frame_id + 1
+    state = (s.model.ggm.num_points, int(s.model.ssm.occupied_mask.sum()), len(s.model.keyframes), s.model.frame_counter)
+
+    def fail_mid_frame(model, camera, index):
+        if index == 1:
+            raise RuntimeError("generator crashed mid-frame")
+        return real(model, camera, index)
+
+    gen.generate_frame = fail_mid_frame
+    s.set_path("preset", "orbit_left", 0.1, False, 3)
+    with pytest.raises(RuntimeError, match="mid-frame"):
+        list(s.generate(3))
+    # only frame 0 of the failed path was whole: the memories hold it and nothing of frame 1
+    assert s.model.frame_counter == state[3] + 1 and s.model.ggm.num_points >= state[0]
+    assert s.model.ggm.num_points == s.history[-1].stats.points_total
+    gen.generate_frame = real
+    assert len(list(s.generate(2))) >= 2  # the session goes on

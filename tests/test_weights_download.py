@@ -137,6 +137,22 @@ def test_error_500_falls_back_and_is_remembered_briefly(fake_hub):
     assert resolve_moge_weights(device="cpu", show_progress=False).is_file()  # the Hub is back: it works
 
 
+def test_a_hub_that_times_out_falls_back_and_leaves_nothing_broken(fake_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(hub, "METADATA_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 0.3)
+    fake_hub.mode, fake_hub.delay = "slow", 1.0  # answers, but later than the timeouts
+    est = default_depth_estimator(device="cpu", show_progress=False)
+    assert isinstance(est, LayoutPriorDepth) and est.fallback_reason == "download_failed"
+    assert "could not download" in est.estimate(_image(8, 8)).message
+    assert hub.cached_file(CPU_REPO, "model.pt") is None  # no half file under the cache's final name
+    hub.forget_failures()
+    fake_hub.mode = "ok"
+    path = resolve_moge_weights(device="cpu", show_progress=False)  # the next start is not broken by it
+    hub.check_zip_archive(path)
+
+
 def test_offline_mode_says_so(fake_hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(MoGeUnavailableError, match="HF_HUB_OFFLINE") as info:
