@@ -23,6 +23,8 @@ class BenchResult:
         ratio: how many times better ours is (reference / ours for times; > 1 is faster).
         aim: the target, in words, e.g. ``"<= 15 ms"``.
         extra: further figures of the same run, in words (printed after the ratio).
+        aim_max: the aim as a bound on ``value`` (None: no such bound).
+        aim_ratio: the aim as a least ``ratio`` (None: no such bound).
     """
 
     name: str
@@ -33,6 +35,19 @@ class BenchResult:
     ratio: float
     aim: str = ""
     extra: str = ""
+    aim_max: float | None = None
+    aim_ratio: float | None = None
+
+    def holds(self, value: float | None = None, ratio: float | None = None) -> bool | None:
+        """Whether the aim holds for ``value`` / ``ratio`` (default: this run's); None without a numeric aim."""
+        value = self.value if value is None else value
+        ratio = self.ratio if ratio is None else ratio
+        checks = []
+        if self.aim_max is not None:
+            checks.append(value <= self.aim_max)
+        if self.aim_ratio is not None:
+            checks.append(ratio >= self.aim_ratio)
+        return all(checks) if checks else None
 
     def line(self) -> str:
         tail = f"; {self.extra}" if self.extra else ""

@@ -537,8 +537,8 @@ def release_memory() -> None:
     """Hand freed heap back to the OS after a generation (glibc keeps it otherwise).
 
     A generation allocates and frees many large tensors; glibc's allocator keeps the freed pages,
-    so a long-running server's RSS creeps up although nothing leaks (measured: +11% over 16
-    generations with Undo without this, flat with it). No-op where ``malloc_trim`` does not exist.
+    so a long-running server's RSS creeps up although nothing leaks (measured in one session, 16
+    generations of 21 frames each taken back by Undo: 430 -> 481 MB without this, flat 362 MB with it). No-op where ``malloc_trim`` does not exist.
     """
     import ctypes
     import gc
