@@ -70,6 +70,38 @@ def _concurrent(args, one, results: dict, built, base_rss: float) -> dict:
     return load
 
 
+def _leak_client(url: str, tmp: str, args, ready, go) -> None:
+    from gradio_client import Client
+
+    c = Client(url, verbose=False, download_files=str(Path(tmp) / "leak"))
+    c.predict("scene: room", args.size, "auto", "warp", "telea", api_name="/load_sample")
+    for undo in (True, False):
+        for _ in range(args.generations):
+            list(c.submit("preset", "orbit_right", 0.2, False, args.frames, api_name="/generate"))
+            if undo:
+                c.predict(api_name="/undo")
+            ready.put(1)
+            go.get()
+    c.close()
+
+
+def _leak_run(url: str, tmp: str, args) -> tuple[list[float], list[float]]:
+    """Server RSS after each generation with Undo, then without (the client in a forked child)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    ready, go = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(target=_leak_client, args=(url, tmp, args, ready, go))
+    child.start()
+    samples: list[float] = []
+    for _ in range(2 * args.generations):
+        ready.get(timeout=600)
+        samples.append(_rss_mb())
+        go.put(1)
+    child.join(timeout=60)
+    return samples[: args.generations], samples[args.generations :]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=8)
@@ -108,18 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                 r["client"].close()
             time.sleep(2.0)
 
-        # leaks: one session, N generations each taken back by Undo (same memory size every time)
-        c = Client(url, verbose=False, download_files=str(Path(tmp) / "leak"))
-        c.predict("scene: room", args.size, "auto", "warp", "telea", api_name="/load_sample")
-        rss = []
-        for _ in range(args.generations):
-            list(c.submit("preset", "orbit_right", 0.2, False, args.frames, api_name="/generate"))
-            c.predict(api_name="/undo")
-            rss.append(_rss_mb())
-        grow = []
-        for _ in range(args.generations):  # and without Undo: the memories grow to their bounds
-            list(c.submit("preset", "orbit_right", 0.2, False, args.frames, api_name="/generate"))
-            grow.append(_rss_mb())
+        # leaks: one session, N generations each taken back by Undo (same memory size every time),
+        # then N without Undo (the memories grow to their bounds). The client runs in a child
+        # process, so the RSS measured here is the server's alone.
+        rss, grow = _leak_run(url, tmp, args)
         leak = {
             "generations": args.generations,
             "rss_after_first_mb": round(rss[0]),
