@@ -124,7 +124,17 @@ class _Records(__import__("logging").Handler):
         self.records.append(record)
 
 
-def test_a_closed_tab_logs_nothing_above_info(app, tmp_path):
+def test_a_closed_tab_logs_nothing_above_info(tmp_path):
+    with running_app(tmp_path / "sessions", max_sessions=2) as (url, built):  # its own app: a free session
+        c = Client(url, verbose=False, download_files=str(tmp_path / "c"))
+        c.predict("scene: room", "256x192", "auto", "warp", api_name="/load_sample")
+        s = built.sessions.peek(c.session_hash)
+        assert s is not None
+        _close_tabs(url, s.token)
+
+
+def _close_tabs(url: str, token: str) -> None:
+    """Open the viewer's websocket, close it cleanly, open it again and drop the connection; assert no log above INFO."""
     import logging
     import socket
     import time
@@ -132,16 +142,12 @@ def test_a_closed_tab_logs_nothing_above_info(app, tmp_path):
     import viser
     from websockets.sync.client import connect
 
-    url, built = app
-    c = Client(url, verbose=False, download_files=str(tmp_path / "c"))
-    c.predict("scene: room", "256x192", "auto", "warp", api_name="/load_sample")
-    s = built.sessions.peek(c.session_hash)
     handler = _Records()
     loggers = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.error", "asyncio", "websockets")]
     for lg in loggers:
         lg.addHandler(handler)
     try:
-        ws_url = url.replace("http://", "ws://") + f"viser/{s.token}/"
+        ws_url = url.replace("http://", "ws://") + f"viser/{token}/"
         for abrupt in (False, True):
             ws = connect(ws_url, open_timeout=10, subprotocols=[f"viser-v{viser.__version__}"])
             ws.recv(timeout=10)  # the viewer is live
