@@ -25,6 +25,7 @@ default. On a CPU the generator refuses unless ``force_cpu`` (a clip would take 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -324,17 +325,8 @@ class VaceGenerator(FrameGenerator):
             timings = dict(r.timings)
             timings["generate"] = gen_seconds * 1e3 / n_new
             timings["total_clip"] = (time.perf_counter() - t0) * 1e3 / n_new
-            self._frames[start + j] = FrameResult(
-                image=image.clamp(0, 1),
-                depth=depth,
-                confidence=confidence,
-                ggm_render=r.ggm_render,
-                ggm_hole_mask=r.ggm_hole_mask,
-                new_surface_mask=new,
-                ggm_point_ids=r.ggm_point_ids,
-                references=self.references,
-                attention=r.attention,
-                timings=timings,
+            self._frames[start + j] = dataclasses.replace(
+                r, image=image.clamp(0, 1), depth=depth, confidence=confidence, references=self.references, timings=timings
             )
 
     def _run_pipeline(self, video: list, mask: list, refs: list, height: int, width: int, num_frames: int) -> torch.Tensor:
