@@ -115,12 +115,29 @@ def test_models_are_shared_within_the_process(fake_hub):
 
 
 def test_server_down_falls_back_to_the_prior_with_the_reason(fake_hub, monkeypatch):
+    import huggingface_hub
+
     fake_hub.stop()
+    entered: list[str] = []
+
+    def retrying_download(*args, **kwargs):  # huggingface_hub would retry a dead host 5 times (23 s)
+        entered.append(args[0])
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", retrying_download)
     est = default_depth_estimator(device="cpu", show_progress=False)
     assert isinstance(est, LayoutPriorDepth) and est.fallback_reason == "download_failed"
     msg = est.estimate(_image(8, 8)).message
     assert "approximate" in msg and "could not download" in msg and CPU_REPO in msg
+    assert "cannot be reached" in msg and "127.0.0.1" in msg
     assert "download-weights" in msg  # how to fix it
+    # a second file (LaMa's) learns from the same probe: no download attempt, no waiting
+    with pytest.raises(hub.WeightsUnavailableError, match="cannot be reached"):
+        hub.fetch_file("owner/other", "weights.onnx", show_progress=False)
+    assert entered == []  # the dead host was found by one quick connection, never by the retrying download
+    assert hub.hub_unreachable() is not None
+    with FakeHub() as live:
+        assert hub.hub_unreachable(live.url) is None  # a Hub that answers is found at once
 
 
 def test_error_500_falls_back_and_is_remembered_briefly(fake_hub):

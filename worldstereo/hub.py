@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = [
     "hub_cache_dir",
     "hub_endpoint",
     "hub_offline",
+    "hub_unreachable",
 ]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -94,7 +96,12 @@ def cached_file(repo_id: str, filename: str, revision: str | None = None) -> Pat
 #: waiting for the network again (each new session of the app would otherwise wait for the time-out)
 FAILURE_MEMORY_S = 60.0
 
+#: seconds to wait for a TCP connection to the Hub's host in :func:`hub_unreachable`
+PROBE_TIMEOUT_S = 3.0
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
 _locks: dict[tuple[str, str, str | None], threading.Lock] = {}
+_unreachable: dict[str, tuple[float, str]] = {}
 _failures: dict[tuple[str, str, str | None], tuple[float, WeightsUnavailableError]] = {}
 _locks_guard = threading.Lock()
 _verified: set[Path] = set()
@@ -232,6 +239,13 @@ def fetch_file(
                 "offline",
             )
         try:
+            unreachable = hub_unreachable()
+            if unreachable is not None:
+                raise WeightsUnavailableError(
+                    f"could not download {repo_id}/{filename} from {hub_endpoint()}: {unreachable}; check the "
+                    "connection (or HF_ENDPOINT), or fetch the weights elsewhere with `worldstereo download-weights`",
+                    "download_failed",
+                )
             path = _download(repo_id, filename, revision, progress, show_progress)
         except WeightsUnavailableError as err:
             _failures[(repo_id, filename, revision)] = (time.monotonic(), err)
@@ -242,8 +256,44 @@ def fetch_file(
 
 
 def forget_failures() -> None:
-    """Forget remembered download failures (the next call tries the network again)."""
+    """Forget remembered download failures and unreachable Hubs (the next call tries the network again)."""
     _failures.clear()
+    _unreachable.clear()
+
+
+def hub_unreachable(endpoint: str | None = None) -> str | None:
+    """Why the Hub at ``endpoint`` (default :func:`hub_endpoint`) cannot be reached, or None when it can.
+
+    One TCP connection to its host, at most ``PROBE_TIMEOUT_S`` seconds; a failure is remembered for
+    ``FAILURE_MEMORY_S``. Without it, ``huggingface_hub`` retries a request whose host does not resolve
+    five times with back-off (23 s per file), so a machine without the Hub would wait 47 s for its first
+    scene before the offline fallback. Behind an HTTP(S) proxy the probe is skipped (None): only the
+    proxy knows.
+    """
+    from urllib.parse import urlsplit
+
+    endpoint = (endpoint or hub_endpoint()).rstrip("/")
+    known = _unreachable.get(endpoint)
+    if known is not None and time.monotonic() - known[0] < FAILURE_MEMORY_S:
+        return known[1]
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as err:
+        return f"HF_ENDPOINT {endpoint!r} is not a valid address ({err})"
+    if not parts.hostname:
+        return f"HF_ENDPOINT {endpoint!r} names no host"
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        reason = f"{parts.hostname}:{port} cannot be reached ({_one_line(err)})"
+        _unreachable[endpoint] = (time.monotonic(), reason)
+        return reason
+    _unreachable.pop(endpoint, None)
+    return None
 
 
 def _download(

@@ -133,16 +133,24 @@ def load_vace_pipeline(
     with _pipelines_lock:
         if key in _pipelines:
             return _pipelines[key]
-        offline = hub.hub_offline() or not download
+        # a Hub that cannot be reached: what is cached still loads, without diffusers' retries
+        unreachable = None if hub.hub_offline() or not download else hub.hub_unreachable()
+        offline = hub.hub_offline() or not download or unreachable is not None
         _hub_online_now()
         try:
             vae = AutoencoderKLWan.from_pretrained(repo, subfolder="vae", torch_dtype=torch.float32, local_files_only=offline)
             pipe = WanVACEPipeline.from_pretrained(repo, vae=vae, torch_dtype=dtype, local_files_only=offline)
         except Exception as err:  # diffusers raises OSError/EnvironmentError/HTTP errors for all of these
             reason = "offline" if offline else "download_failed"
-            hint = ("the Hub is switched off (HF_HUB_OFFLINE=1 or no download): run `worldstereo download-weights "
-                    "--generator vace` where it can be reached" if offline else
-                    f"could not get it from {hub.hub_endpoint()}; check the connection or HF_TOKEN")
+            if unreachable is not None:
+                reason = "download_failed"
+                hint = (f"not cached, and the Hub {unreachable}: run `worldstereo download-weights --generator vace` "
+                        "where it can be reached")
+            elif offline:
+                hint = ("the Hub is switched off (HF_HUB_OFFLINE=1 or no download): run `worldstereo download-weights "
+                        "--generator vace` where it can be reached")
+            else:
+                hint = f"could not get it from {hub.hub_endpoint()}; check the connection or HF_TOKEN"
             raise hub.WeightsUnavailableError(f"Wan2.1-VACE weights {repo!r} not available: {hint} ({hub._one_line(err)})",
                                               reason) from err
         if offload:
