@@ -1,5 +1,5 @@
 """Real-browser test: headless Chromium (playwright) opens the page, sees the viser viewport draw the point
-cloud inside the page (through the proxy), generates, and sees the frame count advance.
+cloud inside the page (through the proxy), and takes a new visitor's first minute (see ``test_first_minute_route``).
 
 Skipped only when /usr/bin/chromium or the playwright package is missing. Saves screenshots to
 ``$WORLDSTEREO_SCREENSHOTS`` (set it to ``assets/screenshots`` to refresh the README's PNGs), else
@@ -53,46 +53,105 @@ def save_small(png: bytes, name: str, folder: Path, width: int = 960) -> None:
     im.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(folder / name, optimize=True)
 
 
-def test_page_viewport_generate(tmp_path):
+def screen_position(viewport, point: np.ndarray, width: float, height: float) -> tuple[float, float]:
+    """Where world ``point`` appears on the viewer's canvas (CSS pixels): viser's client camera is OpenCV-like
+    (x right, y down, z forward; ``fov`` vertical), its pose camera-to-world."""
+    T, fov = viewport.client_view()
+    p = np.linalg.inv(T) @ np.append(point, 1.0)
+    assert p[2] > 0, "the point is behind the viewer's camera"
+    f = 0.5 * height / np.tan(0.5 * fov)
+    return width / 2 + f * p[0] / p[2], height / 2 + f * p[1] / p[2]
+
+
+def status_has(page, elem: str, text: str, timeout: float = 120_000) -> None:
+    page.wait_for_function(f"(document.querySelector('#{elem}')?.innerText || '').includes({text!r})", timeout=timeout)
+
+
+def test_first_minute_route(tmp_path):
+    """A new user's first minute, at 1280x800: the page opens on a started real-photo example with its official
+    path drawn and a gallery of examples; the engine line says what runs; the viser panel is out of the way; a
+    thumbnail loads another photo; Generate makes 5 frames; a click on a 3D point draws its attention lines."""
+    from ui.samples import list_samples
+
     with running_app(tmp_path / "sessions") as (url, built), sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
             console: list[str] = []
             page.on("console", lambda m: console.append(m.text))
             page.goto(url)
-            page.wait_for_selector("#ws-viser", timeout=60_000)
+            # 1. no click: the default real photo is started, its official path drawn as keyframes
+            status_has(page, "ws-status", "Loaded")
+            assert "Landscape" in page.inner_text("#ws-status") and "official path" in page.inner_text("#ws-status")
+            session = next(iter(built.sessions._sessions.values()))
+            assert session.bundle.label == "example: photorealistic-outdoor-verdant_landscape-050"
+            assert session.editor.mode == "keyframes" and len(session.editor.keyframes) >= 2
             viewer = page.frame_locator("#ws-viser")
             viewer.locator("canvas").first.wait_for(timeout=60_000)
-            # the viser client connected through the proxy, to its page's own path
-            page.wait_for_function("1", timeout=1000)
-            iframe = page.locator("#ws-viser")
-            empty = colourful_pixels(iframe.screenshot())
-
-            page.locator("#ws-sample input").fill("scene: tabletop")
-            page.keyboard.press("Enter")
-            page.click("#ws-load")
-            page.wait_for_function("document.querySelector('#ws-status').innerText.includes('Loaded')", timeout=240_000)
-            assert "tabletop" in page.inner_text("#ws-status")
-            page.wait_for_timeout(3000)
-            loaded = colourful_pixels(iframe.screenshot())
-            assert loaded > empty + 2000, (empty, loaded)
-            assert any("/viser/" in m and "Connected" in m for m in console), console[-5:]
-
-            frames = page.locator("#ws-frames input[type=number]")
-            frames.fill("5")
-            frames.press("Enter")
-            page.click("#ws-generate")
-            page.wait_for_function("document.querySelector('#ws-progress').innerText.includes('Frame 2 / 5')", timeout=120_000)
-            page.wait_for_function("document.querySelector('#ws-progress').innerText.includes('Done: 5 frames')", timeout=120_000)
-            session = next(iter(built.sessions._sessions.values()))
-            assert len(session.frames) == 5 and session.viewport.num_clients == 1
-            page.wait_for_timeout(2000)
+            page.wait_for_timeout(4000)
             close = viewer.locator(".mantine-Notification-closeButton")
             if close.count():  # the "software WebGL" notice of headless Chromium, not part of the app
                 close.first.click()
                 page.wait_for_timeout(500)
-            save_small(iframe.screenshot(), "viewport.png", tmp_path, width=720)
+            iframe = page.locator("#ws-viser")
+            box = iframe.bounding_box()
+            assert colourful_pixels(iframe.screenshot()) > 0.05 * box["width"] * box["height"]  # a scene, not a blank
+            assert any("/viser/" in m and "Connected" in m for m in console), console[-5:]
+            # the gallery: every sample as a thumbnail, real photos first
+            thumbs = page.locator("#ws-examples .thumbnail-item")
+            assert thumbs.count() == len(list_samples())
+            assert page.evaluate("[...document.querySelectorAll('#ws-examples img')].every(i => i.naturalWidth > 0)")
+            # 2. the engine line: in view, what runs and why it fell back
+            engine = page.inner_text("#ws-engine")
+            for part in ("Depth", "layout prior (approximate)", "Generator warp", "Fill Telea", "Device CPU", "Fallback",
+                         "the Hub is switched off"):
+                assert part in engine, (part, engine)
+            # 3. the 3D view: most of the page width, the viser panel minimised but one click away
+            assert box["width"] >= 0.6 * 1280, box
+            add = viewer.get_by_text("Add keyframe from view")
+            assert not add.is_visible()
+            save_small(page.screenshot(), "first_minute.png", tmp_path)
+            viewer.get_by_text("Connected").first.click()
+            add.wait_for(state="visible", timeout=10_000)
+            viewer.get_by_text("Connected").first.click()  # minimise again
+            # 1b. a thumbnail loads another real photo, with its official path
+            thumbs.nth(list_samples().index("example: Caterpillar")).click()
+            status_has(page, "ws-status", "Caterpillar")
+            assert "official path 'eloop'" in page.inner_text("#ws-status")
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            page.wait_for_timeout(300)
+            top = page.locator("#ws-engine").bounding_box()["y"]
+            assert 0 <= top < 100, top  # still in view after scrolling
+            page.evaluate("window.scrollTo(0, 0)")
+            # generate 5 frames
+            frames = page.locator("#ws-frames input[type=number]")
+            frames.fill("5")
+            frames.press("Enter")
+            page.click("#ws-generate")
+            status_has(page, "ws-progress", "Frame 2 / 5")
+            status_has(page, "ws-progress", "Done: 5 frames")
+            session = next(iter(built.sessions._sessions.values()))
+            assert len(session.frames) == 5 and session.viewport.num_clients == 1
+            page.wait_for_timeout(1500)
+            # 4. click a 3D point the last frame sees: its attention lines appear, and the 2D maps in the page
+            last = session.frames[-1]
+            summary = last.attention
+            rows, cols = summary.grid
+            q = summary.query_points[(rows // 2) * cols + cols // 2].double().numpy()
+            canvas = viewer.locator("canvas[data-engine]").first
+            cbox = canvas.bounding_box()
+            x, y = screen_position(session.viewport, q, cbox["width"], cbox["height"])
+            assert 0 < x < cbox["width"] and 0 < y < cbox["height"], (x, y, cbox)
+            canvas.click(position={"x": x, "y": y})
+            status_has(page, "ws-att-msg", "3D point", timeout=30_000)
+            assert "attended to" in page.inner_text("#ws-att-msg")
+            assert session.viewport.attention_lines > 0
+            eye, point = session.viewport.client_view()[0][:3, 3], session._last_attention.point
+            session.viewport.set_view(point + 0.3 * (eye - point), point)  # closer, for the README's picture
+            page.locator("#ws-att-heat").wait_for(state="visible", timeout=10_000)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(1500)
+            save_small(iframe.screenshot(), "attention_3d.png", tmp_path, width=720)
             save_small(page.screenshot(full_page=False), "explorer.png", tmp_path)
         finally:
             browser.close()

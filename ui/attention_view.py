@@ -52,6 +52,35 @@ def pixel_attention(summary: AttentionSummary, x: float, y: float) -> PixelAtten
                           np_(summary.top_weights).astype(np.float64), np_(summary.top_boxes), np_(summary.top_points))
 
 
+#: how far (radians) a clicked ray may pass from a point and still pick it (~6 px at a 60 degree, 500 px view)
+PICK_ANGLE = 0.012
+
+
+def pick_point(points: np.ndarray, origin: np.ndarray, direction: np.ndarray, max_angle: float = PICK_ANGLE) -> int | None:
+    """Index of the point a click ray hits, or None.
+
+    Args:
+        points: (N, 3) world points.
+        origin, direction: (3,) the ray (direction need not be unit length).
+        max_angle: points within this angle of the ray, seen from its origin, are hit.
+    Returns:
+        among the points hit in front of the origin, the one nearest to it (the visible surface).
+    """
+    d = np.asarray(direction, dtype=np.float64)
+    n = float(np.linalg.norm(d))
+    if len(points) == 0 or not np.isfinite(n) or n == 0:
+        return None
+    d = (d / n).astype(np.float32)
+    v = np.asarray(points, dtype=np.float32) - np.asarray(origin, dtype=np.float32)
+    t = v @ d
+    perp2 = np.einsum("ij,ij->i", v, v) - t * t
+    hit = (t > 0) & (perp2 <= (t * np.float32(np.tan(max_angle))) ** 2)
+    idx = np.flatnonzero(hit)
+    if idx.size == 0:
+        return None
+    return int(idx[np.argmin(t[idx])])
+
+
 def bank_weights(att: PixelAttention, frame_ids: list[int], grid: tuple[int, int], patch_size: int) -> np.ndarray:
     """(len(frame_ids), rows * cols) weights of the query on every token of every listed keyframe.
 

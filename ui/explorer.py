@@ -20,8 +20,17 @@ import torch
 from PIL import Image
 
 from ui import path_editor as pe
-from ui.attention_view import PixelAttention, bank_weights, error_map, keyframe_overlay, mark_pixel, pixel_attention
+from ui.attention_view import (
+    PixelAttention,
+    bank_weights,
+    error_map,
+    keyframe_overlay,
+    mark_pixel,
+    pick_point,
+    pixel_attention,
+)
 from ui.config import WORKING_SIZES, AppConfig
+from ui.engine_status import EngineStatus, reason_text
 from ui.exports import ExportFiles, export_all
 from ui.plots import StatsPoint
 from ui.samples import InputBundle
@@ -47,12 +56,7 @@ def depth_status(info) -> str:
     if info.depth_source == "given":
         text = "Depth: *given* (exact)."
     elif info.approximate:
-        reasons = {
-            "offline": "the Hub is switched off (HF_HUB_OFFLINE)", "download_failed": "the Hub could not be reached",
-            "corrupt": "the downloaded weights were corrupt", "not_found": "no MoGe-2 weights were found",
-            "package_missing": "the MoGe-2 package is not installed",
-        }
-        why = reasons.get(info.fallback_reason or "", "the layout prior was chosen")
+        why = reason_text(info.fallback_reason) if info.fallback_reason else "the layout prior was chosen"
         text = f"Depth: **approximate** (offline layout prior, because {why})."
     else:
         text = f"Depth: MoGe-2 *{info.depth_model}*."
@@ -88,6 +92,7 @@ class StartSummary:
     num_points: int
     has_truth: bool
     official_paths: list[str]
+    engine: EngineStatus | None = None
 
 
 @dataclass
@@ -113,9 +118,10 @@ class StreamUpdate:
 
 @dataclass
 class AttentionResult:
-    """The attention maps of one clicked pixel (see ``ui.attention_view``)."""
+    """The attention maps of one clicked pixel or 3D point (see ``ui.attention_view``); ``frame`` is None
+    (and ``message`` says why) when a 3D click found no frame to ask."""
 
-    frame: FrameRecord
+    frame: FrameRecord | None
     pixel: PixelAttention | None
     marked: np.ndarray
     heat_frames: list[int]
@@ -123,6 +129,9 @@ class AttentionResult:
     grid: tuple[int, int]
     overlays: list[tuple[np.ndarray, str]]
     message: str
+    pixel_xy: tuple[float, float] = (0.0, 0.0)
+    point: np.ndarray | None = None
+    """(3,) the clicked 3D point (3D clicks only): where the viewport's attention lines start."""
 
 
 @dataclass
@@ -141,6 +150,12 @@ class Session:
     records: dict[int, FrameRecord] = field(default_factory=dict)
     history: list[StatsPoint] = field(default_factory=list)
     last_seen: float = field(default_factory=time.monotonic)
+    engine: EngineStatus | None = None
+    current_frame_id: int | None = None
+    """The frame the page shows (the last generated one, or the one picked in its gallery)."""
+    attention_serial: int = 0
+    """Counts 3D attention clicks; ``attention_since`` hands the page each new result once."""
+    _last_attention: AttentionResult | None = None
     _viewport: Viewport | None = None
     _busy: threading.Lock = field(default_factory=threading.Lock)
     _cancel: threading.Event = field(default_factory=threading.Event)
@@ -157,6 +172,7 @@ class Session:
             if self._viewport is None:
                 self._viewport = Viewport(self.config.max_view_points)
                 self._viewport.build_editor_panel(self._editor_callbacks())
+                self._viewport.on_scene_click(self._on_scene_click)
             return self._viewport
 
     @property
@@ -215,12 +231,14 @@ class Session:
         if filler is not None:
             msg += f" Fill: {filler.message}."
         return StartSummary(bundle.label, msg, info.approximate, info.num_points, bundle.scene is not None,
-                            [p.name for p in bundle.paths])
+                            [p.name for p in bundle.paths], self.engine)
 
     def _install(self, model: WorldStereo, bundle: InputBundle) -> None:
         """Make ``model`` (started) this session's exploration: fresh frames, editor and viewport."""
         self.model, self.bundle = model, bundle
+        self.engine = EngineStatus.of(model)
         self.frames, self.records, self.history = [], {}, []
+        self.current_frame_id, self._last_attention = None, None
         scene_mode = bundle.scene is not None
         self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
         vp = self.viewport
@@ -250,7 +268,7 @@ class Session:
             self._install(model, bundle)
         msg = (f"Loaded a **memory snapshot** at {cfg.width}x{cfg.height}: {model.ggm.num_points:,} points, "
                f"{len(model.keyframes)} keyframes, {len(model.paths)} paths explored. Generator: {model.generator_message}.")
-        return StartSummary(bundle.label, msg, False, model.ggm.num_points, cfg.scene is not None, [])
+        return StartSummary(bundle.label, msg, False, model.ggm.num_points, cfg.scene is not None, [], self.engine)
 
     def _up_direction(self) -> np.ndarray:
         assert self.model is not None
@@ -292,7 +310,15 @@ class Session:
         with self._state_lock:
             self.editor = pe.keyframes_from_cameras(self.editor, cams, max_keys=max_keys)
             self.num_frames = min(max(len(cameras), 2), self.config.max_frames)
-        return self._refresh_editor_view()
+        message = self._refresh_editor_view()
+        self.frame_view(cams.camera_centers.detach().cpu().double().numpy())
+        return message
+
+    def frame_view(self, must_see: np.ndarray | None = None) -> None:
+        """Move the viewer's camera to see the memory and all of ``must_see`` (M, 3) points (a path) from outside."""
+        model = self._require_model()
+        cloud = model.ggm.point_cloud
+        self.viewport.frame_all(cloud[:: max(1, len(cloud) // 20000)].detach().cpu().double().numpy(), must_see)
 
     def current_path(self, num_frames: int | None = None) -> pe.PathResult:
         """The cameras Generate will use (the same call the preview makes)."""
@@ -309,7 +335,7 @@ class Session:
         vp = self.viewport
         ed = self.editor
         keys = [(k.T_world_camera, k.fov_y) for k in ed.keyframes]
-        vp.show_keyframes(keys, ed.selected, self._on_move, self._on_select)
+        vp.show_keyframes(keys, ed.selected, self._on_move, self._on_select, self._on_pick)
         return self._redraw_preview()
 
     def _redraw_preview(self) -> str:
@@ -343,6 +369,11 @@ class Session:
         with self._state_lock:
             if self.editor.selected != index:
                 self.editor = pe.select_keyframe(self.editor, index)
+
+    def _on_pick(self, index: int) -> None:
+        """A keyframe's frustum was clicked in the viewport: select it (its gizmo appears)."""
+        self._on_select(index)
+        self._refresh_editor_view()
 
     def _editor_callbacks(self) -> EditorCallbacks:
         def edit(fn) -> None:
@@ -403,6 +434,7 @@ class Session:
             n = len(cams)
             vp = self.viewport
             vp.show_path(cams, pe.spline_points(self.editor) if self.editor.mode == "keyframes" else None)
+            vp.set_keyframes_visible(False)
             self.frames = []
             stream = model.generate(cams, num_frames=n)
             cancelled = False
@@ -428,6 +460,7 @@ class Session:
             finally:
                 stream.close()  # commits pending frames: the memories stay consistent
                 vp.clear_path()
+                vp.set_keyframes_visible(True)
                 vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
                 release_memory()
             done = len(self.frames)
@@ -448,6 +481,7 @@ class Session:
         rec = FrameRecord(step.frame_id, step.path_index, img, step.camera, step.attention, step.is_keyframe, f)
         self.frames.append(rec)
         self.records[step.frame_id] = rec
+        self.current_frame_id = rec.frame_id
         self.history.append(StatsPoint(step.frame_id, step.path_index, step.memory))
         return rec
 
@@ -467,6 +501,7 @@ class Session:
                 self.records.pop(fid)
             self.history = [h for h in self.history if h.path_index != last]
             self.frames = [r for r in self.records.values() if r.path_index == last - 1]
+            self.current_frame_id = self.frames[-1].frame_id if self.frames else None
             vp = self.viewport
             vp.remove_frames(gone)
             vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
@@ -493,13 +528,93 @@ class Session:
             return self.frames[-1] if self.frames else self.records[max(self.records)]
         return self.records[int(frame_id)]
 
+    def show_frame(self, frame_id: int) -> FrameRecord:
+        """Make generated frame ``frame_id`` the current one (what the page shows; 3D clicks ask it first)."""
+        rec = self.frame(frame_id)
+        self.current_frame_id = rec.frame_id
+        return rec
+
     def attention_at(self, frame_id: int | None, x: float, y: float) -> AttentionResult:
         """Attention maps of pixel ``(x, y)`` of generated frame ``frame_id``; lines drawn in the viewport."""
+        self._require_model()
+        return self._attention(self.frame(frame_id), x, y)
+
+    def attention_at_point(self, origin: np.ndarray, direction: np.ndarray) -> AttentionResult:
+        """Attention of the memory point a 3D click hits (ray ``origin`` (3,), ``direction`` (3,), world frame).
+
+        The point is the nearest GGM point within ~0.7 degrees of the ray (:func:`pick_point`); the token that
+        sees it is taken from the current frame if the point is in its view and not hidden there, else from
+        the latest generated frame that sees it. Lines go from the point to the patches that token attended to.
+
+        Raises:
+            ValueError: nothing generated yet, the click hit no point, or no generated frame sees the point.
+        """
         model = self._require_model()
-        rec = self.frame(frame_id)
+        if not self.records:
+            raise ValueError("generate a path first: attention exists for generated frames")
+        index = pick_point(model.ggm.point_cloud.detach().cpu().numpy(), origin, direction)
+        if index is None:
+            raise ValueError("the click hit no point of the memory; click on the point cloud")
+        point = model.ggm.point_cloud[index].detach().cpu().double().numpy()
+        seen = self._frame_seeing(point)
+        if seen is None:
+            raise ValueError("no generated frame sees that point (it is from the input view only); "
+                             "click a point a generated frame looks at")
+        rec, x, y = seen
+        self.current_frame_id = rec.frame_id
+        return self._attention(rec, x, y, point)
+
+    def _frame_seeing(self, point: np.ndarray) -> tuple[FrameRecord, float, float] | None:
+        """(frame, x, y): the current frame, else the latest generated frame, whose view holds ``point``
+        unoccluded (the token there lies no nearer than 85% of the point's depth)."""
+        order = sorted(self.records.values(), key=lambda r: r.frame_id != self.current_frame_id)
+        order = order[:1] + sorted(order[1:], key=lambda r: -r.frame_id)
+        for rec in order:
+            summary = rec.attention
+            if summary is None:
+                continue
+            cam = rec.camera
+            uv, z = cam.project(torch.as_tensor(point[None], dtype=cam.dtype))
+            u, v, zp = float(uv[0, 0, 0]), float(uv[0, 0, 1]), float(z[0, 0])
+            if zp <= 0 or not (0 <= u < cam.width and 0 <= v < cam.height):
+                continue
+            q = summary.query_points[summary.token_at(u, v)].to(cam.dtype)
+            if bool(torch.isfinite(q).all()):
+                zq = float(cam.world_to_camera(q[None])[0, 0, 2])
+                if zq < 0.85 * zp:
+                    continue  # something nearer covers it in this frame
+            return rec, u, v
+        return None
+
+    def _on_scene_click(self, origin: np.ndarray, direction: np.ndarray) -> None:
+        """Viewport click: compute the attention of the point hit and keep it for the page (``attention_since``)."""
+        try:
+            result = self.attention_at_point(origin, direction)
+        except ValueError as exc:
+            result = None
+            message = str(exc)
+        with self._state_lock:
+            self.attention_serial += 1
+            if result is None:
+                self._last_attention = AttentionResult(None, None, np.zeros((1, 1, 3), np.uint8), [], np.zeros((0, 0)),
+                                                       (0, 0), [], message)
+            else:
+                self._last_attention = result
+
+    def attention_since(self, serial: int) -> tuple[int, AttentionResult] | None:
+        """The latest 3D-click attention result when it is newer than ``serial`` (the page polls this)."""
+        with self._state_lock:
+            if self.attention_serial > int(serial) and self._last_attention is not None:
+                return self.attention_serial, self._last_attention
+            return None
+
+    def _attention(self, rec: FrameRecord, x: float, y: float, point: np.ndarray | None = None) -> AttentionResult:
+        """Attention maps of pixel ``(x, y)`` of ``rec``; viewport lines from ``point`` (else the token's own point)."""
+        model = self._require_model()
         summary = rec.attention
         if summary is None:
-            return AttentionResult(rec, None, rec.image, [], np.zeros((0, 0)), (0, 0), [], "this frame used no SSM attention")
+            return AttentionResult(rec, None, rec.image, [], np.zeros((0, 0)), (0, 0), [], "this frame used no SSM attention",
+                                   (x, y), point)
         att = pixel_attention(summary, x, y)
         ps = summary.patch_size
         marked = mark_pixel(rec.image, x, y, ps)
@@ -511,14 +626,17 @@ class Session:
             kf = model.keyframe_by_id(fid)
             overlays.append((keyframe_overlay(kf, summary.frame_weights.get(fid), att),
                              f"keyframe {fid}: weight {att.weights[att.frames == fid].sum():.2f}"))
+        where = (f"3D point ({point[0]:.2f}, {point[1]:.2f}, {point[2]:.2f}), seen by token {att.token} of frame {rec.frame_id}"
+                 if point is not None else f"Token {att.token} of frame {rec.frame_id}")
         if att.attended:
-            self.viewport.show_attention(att.query_point, att.points, att.weights)
-            msg = (f"Token {att.token} of frame {rec.frame_id} attended to {len(order)} stored view(s): "
-                   + ", ".join(f"frame {f}" for f in order))
+            centres = {k.frame_id: k.camera.camera_centers[0].detach().cpu().double().numpy() for k in model.keyframes}
+            views = np.array([centres.get(int(f), np.full(3, np.nan)) for f in att.frames])
+            self.viewport.show_attention(att.query_point if point is None else point, att.points, att.weights, views)
+            msg = f"{where} attended to {len(order)} stored view(s): " + ", ".join(f"frame {f}" for f in order)
         else:
             self.viewport.clear_attention()
-            msg = f"Token {att.token} of frame {rec.frame_id} attended to nothing (no memory correspondence near it)."
-        return AttentionResult(rec, att, marked, stored, heat, summary.grid, overlays, msg)
+            msg = f"{where} attended to nothing (no memory correspondence near it)."
+        return AttentionResult(rec, att, marked, stored, heat, summary.grid, overlays, msg, (x, y), point)
 
     def truth_of(self, frame_id: int | None) -> tuple[np.ndarray, np.ndarray, float]:
         """Ground truth of a frame of a procedural scene: (truth image, error map, PSNR dB)."""

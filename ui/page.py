@@ -14,9 +14,19 @@ import gradio as gr
 
 from ui import plots
 from ui.config import WORKING_SIZES, AppConfig
+from ui.engine_status import NOT_STARTED
 from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate, default_generator
 from ui.path_editor import read_path_file
-from ui.samples import list_samples, load_sample, load_upload
+from ui.samples import (
+    DEFAULT_SAMPLE,
+    EXAMPLE_PREFIX,
+    SCENE_PREFIX,
+    list_samples,
+    load_sample,
+    load_upload,
+    sample_caption,
+    sample_thumbnail,
+)
 from ui.sessions import SessionLimitError, SessionManager
 from worldstereo.backends.fill import FILL_CHOICES
 from worldstereo.hub import WeightsUnavailableError
@@ -24,15 +34,26 @@ from worldstereo.trajectory import list_presets
 
 USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError, WeightsUnavailableError)
 
-INTRO = """# WorldStereo Explorer
-Pick a sample (or upload an image), shape a camera path in the 3D viewport, press **Generate** and watch the
-scene being generated frame by frame while both memories grow: the global point cloud (GGM) and the
-spatial-stereo memory (SSM) of stored views. On a CPU the generator is **warp**, a training-free geometric
-renderer and filler (GGM render + SSM attention + LaMa inpainting), not a learned video model; on a CUDA GPU it is
-**vace** (Wan2.1-VACE, a video diffusion model fed the GGM render, its holes and the SSM's reference views);
-**oracle** renders the ground truth of a procedural scene."""
+INTRO = """## WorldStereo Explorer
+An example is loaded with its camera path drawn: press **Generate** and watch frames being generated along it while
+both memories grow, the global point cloud (GGM) and the stored views the spatial-stereo memory (SSM) attends to.
+Click a point of the cloud to see what it attended to. Pick another example below or upload a photo."""
 
-VIEWPORT_HEIGHT = 520
+ABOUT = """On a CPU the generator is **warp**, a training-free geometric renderer and filler (GGM render + SSM attention +
+LaMa inpainting), not a learned video model; on a CUDA GPU it is **vace** (Wan2.1-VACE, a video diffusion model fed
+the GGM render, its holes and the SSM's reference views); **oracle** renders the ground truth of a procedural scene.
+The line at the top always says which depth, generator, fill and device run, and why anything fell back."""
+
+VIEWPORT_HEIGHT = 560
+
+#: the engine line stays in view while the page scrolls; the viewport takes the column's width
+PAGE_CSS = """
+.gradio-container { overflow-x: clip !important; overflow-y: visible !important; } /* 'hidden' would stop sticky */
+#ws-engine { position: sticky; top: 0; z-index: 20; padding: 6px 10px; border-radius: 8px;
+             background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+#ws-engine p { margin: 0; font-size: 0.92em; }
+#ws-examples .thumbnail-item { cursor: pointer; }
+"""
 
 
 _SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\"]+)+[/\\]([^/\\\s'\"]+)")
@@ -47,7 +68,13 @@ def viewport_html(token: str) -> str:
     """The iframe of the session's viser viewport (a relative URL: works under any prefix and behind HTTPS)."""
     t = html.escape(token, quote=True)
     return (f'<iframe id="ws-viser" src="viser/{t}/" title="3D viewport" '
-            f'style="width:100%;height:{VIEWPORT_HEIGHT}px;border:0;border-radius:8px" allow="fullscreen"></iframe>')
+            f'style="width:100%;height:min({VIEWPORT_HEIGHT}px,72vh);border:0;border-radius:8px" allow="fullscreen"></iframe>')
+
+
+def example_gallery(folder) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sample names, gallery items ``(thumbnail path, caption)``): real photos first, then procedural scenes."""
+    names = list_samples()
+    return names, [(str(sample_thumbnail(n, folder)), sample_caption(n)) for n in names]
 
 
 def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
@@ -61,30 +88,30 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         gr.Warning(text)
         return f"⚠️ {text}"
 
-    with gr.Blocks(title="WorldStereo Explorer", analytics_enabled=False) as demo:
+    sample_names, gallery_items = example_gallery(config.temp_root / "thumbnails")
+
+    with gr.Blocks(title="WorldStereo Explorer", analytics_enabled=False, fill_width=True) as demo:
+        engine = gr.Markdown(NOT_STARTED, elem_id="ws-engine")
         gr.Markdown(INTRO)
         with gr.Row():
-            with gr.Column(scale=1, min_width=320):
-                with gr.Tab("Samples"):
-                    sample = gr.Dropdown(list_samples(), value=list_samples()[0], label="Sample", elem_id="ws-sample")
-                    load_btn = gr.Button("Load sample", variant="primary", elem_id="ws-load")
-                with gr.Tab("Upload"):
-                    up_image = gr.File(label="Image (PNG, JPEG, WebP...)", type="filepath")
-                    up_depth = gr.File(label="Depth map (optional: 16-bit PNG in mm, .npy or .exr)", type="filepath")
-                    up_btn = gr.Button("Load upload", variant="primary")
-                    up_snapshot = gr.File(label="Or continue from a memory snapshot (.zip from Downloads)", type="filepath",
-                                          file_types=[".zip"])
+            with gr.Column(scale=1, min_width=380):
+                examples = gr.Gallery(gallery_items, label="Examples: click to load (* = synthetic, with ground truth)",
+                                      columns=3, height=330, allow_preview=False, object_fit="cover",
+                                      elem_id="ws-examples")
+                sample = gr.Dropdown(list_samples(), value=DEFAULT_SAMPLE, label="Sample", elem_id="ws-sample",
+                                     visible=False)
+                load_btn = gr.Button("Load sample", elem_id="ws-load", visible=False)
+                status = gr.Markdown("Loading the first example...", elem_id="ws-status")
                 with gr.Row():
-                    size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
-                    depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
-                    generator = gr.Dropdown(list(GENERATOR_CHOICES), value=default_generator(), label="Generator",
-                                            info="vace: Wan2.1-VACE on a CUDA GPU; warp: training-free, CPU")
-                    fill = gr.Dropdown(list(FILL_CHOICES), value="auto", label="Fill",
-                                       info="auto: LaMa when its weights can be had, else Telea")
-                status = gr.Markdown("Load a sample to start.", elem_id="ws-status")
+                    gen_btn = gr.Button("Generate", variant="primary", elem_id="ws-generate")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ws-cancel")
+                with gr.Row():
+                    undo_btn = gr.Button("Undo last path", elem_id="ws-undo")
+                    reset_btn = gr.Button("Reset", elem_id="ws-reset")
                 with gr.Accordion("Camera path", open=True):
                     mode = gr.Radio(["preset", "keyframes"], value="preset", label="Path source",
-                                    info="keyframes: add them in the viewport (panel 'Camera path')")
+                                    info="keyframes: an example's official path, an imported file, or your own "
+                                         "(viewport panel 'Camera path')")
                     preset = gr.Dropdown(list_presets(), value="orbit_right", label="Preset")
                     amount = gr.Slider(0.05, 2.0, value=0.25, step=0.05, label="Motion amount (x reference move)")
                     guard = gr.Checkbox(True, label="Collision guard (shorten moves through the geometry)")
@@ -94,13 +121,21 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                         official = gr.Dropdown([], label="Official path of the example", interactive=True)
                         official_btn = gr.Button("Use")
                     path_file = gr.File(label="Import camera.json / camera_path.json", type="filepath")
-                with gr.Row():
-                    gen_btn = gr.Button("Generate", variant="primary", elem_id="ws-generate")
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ws-cancel")
-                with gr.Row():
-                    undo_btn = gr.Button("Undo last path", elem_id="ws-undo")
-                    reset_btn = gr.Button("Reset", elem_id="ws-reset")
-            with gr.Column(scale=2):
+                with gr.Accordion("Upload your own", open=False):
+                    up_image = gr.File(label="Image (PNG, JPEG, WebP...)", type="filepath")
+                    up_depth = gr.File(label="Depth map (optional: 16-bit PNG in mm, .npy or .exr)", type="filepath")
+                    up_btn = gr.Button("Load upload", variant="primary")
+                    up_snapshot = gr.File(label="Or continue from a memory snapshot (.zip from Downloads)", type="filepath",
+                                          file_types=[".zip"])
+                with gr.Accordion("Settings", open=False):
+                    size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
+                    depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
+                    generator = gr.Dropdown(list(GENERATOR_CHOICES), value=default_generator(), label="Generator",
+                                            info="vace: Wan2.1-VACE on a CUDA GPU; warp: training-free, CPU")
+                    fill = gr.Dropdown(list(FILL_CHOICES), value="auto", label="Fill",
+                                       info="auto: LaMa when its weights can be had, else Telea")
+                    gr.Markdown(ABOUT)
+            with gr.Column(scale=3):
                 viewport = gr.HTML("<p>Starting the viewport...</p>", elem_id="ws-viewport")
                 progress = gr.Markdown("", elem_id="ws-progress")
                 with gr.Row():
@@ -109,13 +144,17 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     gallery = gr.Gallery(label="Generated frames", columns=6, height=300, elem_id="ws-gallery")
                 stats = gr.Plot(label="Memory statistics", elem_id="ws-stats")
         shown = gr.Number(value=-1, visible=False, precision=0)
-        with gr.Accordion("Attention maps", open=False):
-            att_msg = gr.Markdown("Click a pixel of a generated frame.")
+        att_serial = gr.State(0)
+        att_timer = gr.Timer(1.0)
+        with gr.Accordion("Attention maps", open=False, elem_id="ws-attention") as att_acc:
+            att_msg = gr.Markdown("Click a point of the cloud in the 3D view, or a pixel of a generated frame.",
+                                  elem_id="ws-att-msg")
             with gr.Row():
-                att_query = gr.Image(label="Query token", interactive=False, height=260)
+                att_query = gr.Image(label="Query token", interactive=False, height=260, elem_id="ws-att-query")
                 att_overlays = gr.Gallery(label="Attended keyframes (wash: the frame's attention; boxes: this token's)",
+                                          elem_id="ws-att-overlays",
                                           columns=4, height=260)
-            att_heat = gr.Plot(label="Attention over the memory bank, by keyframe")
+            att_heat = gr.Plot(label="Attention over the memory bank, by keyframe", elem_id="ws-att-heat")
             truth_box = gr.Checkbox(False, label="Show ground truth and error map (procedural scenes)")
             with gr.Row():
                 truth_img = gr.Image(label="Ground truth", interactive=False, height=260)
@@ -138,12 +177,24 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             manager.close(request.session_hash)
 
         def after_start(s: Session, summary) -> dict[Any, Any]:
+            """Outputs of a (re)start. An example starts on its first official path, drawn as keyframes."""
             paths = summary.official_paths
+            details = summary.message
+            label = summary.label
+            if label.startswith((EXAMPLE_PREFIX, SCENE_PREFIX)):
+                label = sample_caption(label)
+            message = f"Loaded **{html.escape(label)}**: {summary.num_points:,} points."
+            if paths and s.bundle is not None and s.bundle.paths:
+                note = s.use_cameras(s.bundle.paths[0].cameras)
+                message += f" Its official path '{html.escape(paths[0])}' is drawn ({s.num_frames} frames): press **Generate**."
+                details += f" {note}" if note else ""
+            message += f"\n<details><summary>Details</summary>\n\n{details}\n\n</details>"
             return {
-                status: summary.message, viewport: viewport_html(s.token),
+                status: message, viewport: viewport_html(s.token),
                 official: gr.update(choices=paths, value=paths[0] if paths else None),
-                mode: s.editor.mode, preset: s.editor.preset, amount: s.editor.amount,
-                gallery: [], current: None, progress: "", stats: plots.memory_figure([]), shown: -1,
+                mode: s.editor.mode, preset: s.editor.preset, amount: s.editor.amount, num_frames: s.num_frames,
+                gallery: [], current: None, progress: "", stats: None, shown: -1,
+                engine: s.engine.markdown() if s.engine is not None else NOT_STARTED,
             }
 
         def download_progress(progress: gr.Progress):
@@ -164,6 +215,21 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
+        def on_default(size_v: str, depth_v: str, gen_v: str, fill_v: str = "auto", request: gr.Request = None,
+                       progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
+            """A new page opens on the default example, already started (unless this session has one)."""
+            s = manager.peek(request.session_hash if request is not None else None)
+            if s is not None and s.model is not None:
+                return {status: gr.skip()}  # nothing changes
+            return on_load_sample(DEFAULT_SAMPLE, size_v, depth_v, gen_v, fill_v, request, progress)
+
+        def on_example(size_v: str, depth_v: str, gen_v: str, fill_v: str, evt: gr.SelectData,
+                       request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
+            index = evt.index if isinstance(evt.index, int) else None
+            if index is None or not 0 <= index < len(sample_names):
+                return {status: gr.skip()}  # nothing changes
+            return on_load_sample(sample_names[index], size_v, depth_v, gen_v, fill_v, request, progress)
+
         def on_upload(image_file: str | None, depth_file: str | None, size_v: str, depth_v: str, gen_v: str,
                       fill_v: str = "auto", request: gr.Request = None,
                       progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
@@ -178,7 +244,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
 
         def on_snapshot(archive: str | None, request: gr.Request = None) -> dict[Any, Any]:
             if not archive:
-                return {}
+                return {status: gr.skip()}  # nothing changes
             try:
                 s = session(request)
                 return after_start(s, s.load_snapshot(archive))
@@ -206,7 +272,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
 
         def on_import(path: str | None, request: gr.Request) -> dict[Any, Any]:
             if not path:
-                return {}
+                return {status: gr.skip()}  # nothing changes
             try:
                 s = session(request)
                 msg = s.use_cameras(read_path_file(path))
@@ -266,8 +332,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
-        def attention_outputs(s: Session, frame_id: int, x: float, y: float, truth: bool) -> dict[Any, Any]:
-            r = s.attention_at(frame_id, x, y)
+        def attention_outputs(s: Session, frame_id: int, x: float, y: float, truth: bool, result=None) -> dict[Any, Any]:
+            r = result if result is not None else s.attention_at(frame_id, x, y)
             out: dict[Any, Any] = {
                 att_msg: r.message, att_query: r.marked, att_overlays: r.overlays,
                 att_heat: plots.attention_heatmap(r.heat_frames, r.heat, r.grid, f"frame {r.frame.frame_id}, pixel ({x:.0f}, {y:.0f})")
@@ -295,14 +361,35 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         def on_gallery_select(evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
             s = manager.peek(request.session_hash)
             if s is None or not s.frames or evt.index is None or not 0 <= int(evt.index) < len(s.frames):
-                return {}
-            rec = s.frames[int(evt.index)]
+                return {current: gr.skip()}  # nothing changes
+            rec = s.show_frame(s.frames[int(evt.index)].frame_id)
             return {current: str(rec.file), shown: rec.frame_id}
 
+        def on_attention_poll(serial: int, truth: bool, request: gr.Request) -> dict[Any, Any]:
+            """The result of a click in the 3D view (the viewport's callback stores it; the page polls)."""
+            s = manager.peek(request.session_hash if request is not None else None)
+            new = s.attention_since(serial) if s is not None else None
+            if new is None:
+                return {att_serial: gr.skip()}  # nothing changes
+            serial, r = new
+            if r.frame is None:  # the click found nothing to ask: say why, keep the last maps
+                return {att_serial: serial, att_msg: f"⚠️ {r.message}", att_acc: gr.Accordion(open=True)}
+            out = {att_serial: serial, att_acc: gr.Accordion(open=True), current: str(r.frame.file),
+                   shown: r.frame.frame_id}
+            try:
+                out.update(attention_outputs(s, r.frame.frame_id, *r.pixel_xy, truth, result=r))
+            except USER_ERRORS as exc:
+                out[att_msg] = fail(exc)
+            return out
+
         # ------------------------------------------------------------------ wiring
-        start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown]
-        demo.load(on_load, outputs=[viewport, status], api_name=False)
+        start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown,
+                         engine, num_frames]
+        settings = [size, depth_backend, generator, fill]
+        demo.load(on_load, outputs=[viewport, status], api_name=False).then(
+            on_default, settings, start_outputs, api_name=False)
         demo.unload(on_unload)
+        examples.select(on_example, settings, start_outputs, api_name=False)
         load_btn.click(on_load_sample, [sample, size, depth_backend, generator, fill], start_outputs, api_name="load_sample")
         up_snapshot.upload(on_snapshot, [up_snapshot], start_outputs, api_name="load_snapshot")
         up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator, fill], start_outputs, api_name="load_upload")
@@ -317,6 +404,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         reset_btn.click(on_reset, [size, depth_backend, generator, fill], start_outputs, api_name="reset")
         export_btn.click(on_export, None, [files, status], api_name="export")
         att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
+        att_timer.tick(on_attention_poll, [att_serial, truth_box], [*att_outputs, att_serial, att_acc, current, shown],
+                       api_name=False, show_progress="hidden", queue=False, trigger_mode="always_last")
         current.select(on_select_pixel, [shown, truth_box], att_outputs, api_name=False)
         gallery.select(on_gallery_select, None, [current, shown], api_name=False)
         att_api = gr.Button(visible=False)

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
+from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters
 from worldstereo.formats import NamedCameras, read_example_folder
 from worldstereo.imageio_utils import load_image
@@ -21,6 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "assets" / "examples"
 SCENE_PREFIX = "scene: "
 EXAMPLE_PREFIX = "example: "
+DEFAULT_SAMPLE = EXAMPLE_PREFIX + "photorealistic-outdoor-verdant_landscape-050"
+"""What a new page opens on: a real photo with an official 81-pose camera path."""
+THUMBNAIL_SIZE = (240, 160)
 
 
 @dataclass
@@ -58,8 +63,52 @@ def _example_dirs() -> dict[str, Path]:
 
 
 def list_samples() -> list[str]:
-    """Names shown in the sample picker: procedural scenes first, then the official examples."""
-    return [SCENE_PREFIX + s for s in list_scenes()] + [EXAMPLE_PREFIX + n for n in _example_dirs()]
+    """Names of the samples: the official examples (real photos, the default first), then the procedural scenes."""
+    examples = sorted(_example_dirs(), key=lambda n: (EXAMPLE_PREFIX + n != DEFAULT_SAMPLE, n.startswith("photo") is False, n))
+    return [EXAMPLE_PREFIX + n for n in examples] + [SCENE_PREFIX + s for s in list_scenes()]
+
+
+#: gallery captions of the shipped examples (others: from their folder name)
+EXAMPLE_CAPTIONS = {
+    "photorealistic-outdoor-verdant_landscape-050": "Landscape",
+    "photorealistic-indoor-dining_spaces-030": "Kitchen",
+}
+
+
+def sample_caption(name: str) -> str:
+    """A short caption of a sample for the gallery: ``Landscape``, ``Bicycle``, ``Room*`` (* = synthetic).
+
+    Other examples' folder names are shortened: ``photorealistic-outdoor-forest_path-012`` -> ``Forest path``."""
+    if name.startswith(SCENE_PREFIX):
+        return f"{name[len(SCENE_PREFIX):].capitalize()}*"
+    key = name[len(EXAMPLE_PREFIX):] if name.startswith(EXAMPLE_PREFIX) else name
+    if key in EXAMPLE_CAPTIONS:
+        return EXAMPLE_CAPTIONS[key]
+    if key.startswith("photorealistic-") and key.count("-") >= 3:  # photorealistic-<where>-<words>-<id>
+        key = key.split("-")[2].replace("_", " ")
+    return f"{key[:1].upper()}{key[1:]}"
+
+
+def sample_thumbnail(name: str, folder: Path) -> Path:
+    """A small JPEG of sample ``name`` (the example's photo, or the scene's start view) in ``folder``, made once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / (name.replace(": ", "-").replace("/", "_") + ".jpg")
+    if out.is_file():
+        return out
+    tw, th = THUMBNAIL_SIZE
+    if name.startswith(SCENE_PREFIX):
+        img, _, _ = _scene_view(name[len(SCENE_PREFIX):], tw, th)
+        im = Image.fromarray(img)
+    else:
+        dirs = _example_dirs()
+        key = name[len(EXAMPLE_PREFIX):]
+        if key not in dirs:
+            raise ValueError(f"unknown sample {name!r}; choose from {list_samples()}")
+        im = Image.open(dirs[key] / "image.png").convert("RGB")
+        im = ImageOps.fit(im, (tw, th), Image.Resampling.LANCZOS)  # centre crop to the gallery's aspect
+    with atomic_path(out) as tmp:
+        im.save(tmp, format="JPEG", quality=85)
+    return out
 
 
 @functools.lru_cache(maxsize=12)

@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ui.config import AppConfig
-from ui.page import build_page
+from ui.page import PAGE_CSS, build_page
 from ui.sessions import SessionManager
 from ui.viser_proxy import add_viser_proxy
 
@@ -64,7 +64,7 @@ def build_app(config: AppConfig | None = None) -> ExplorerApp:
     demo.queue(default_concurrency_limit=config.generation_concurrency, max_size=4 * config.max_sessions)
     app = gr.mount_gradio_app(
         app, demo, path="", allowed_paths=[str(config.temp_root)], max_file_size=f"{config.max_upload_mb}mb",
-        ssr_mode=False, server_name=config.host, server_port=config.port, footer_links=["api"],
+        ssr_mode=False, server_name=config.host, server_port=config.port, footer_links=["api"], css=PAGE_CSS,
     )
     return ExplorerApp(app, demo, sessions, config)
 

@@ -16,6 +16,7 @@ frustums and for the client camera (``wxyz`` is the camera-to-world rotation).
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -39,6 +40,8 @@ PREVIEW_COLOR = (30, 120, 255)
 #: path preview colours by coverage (worldstereo.coverage labels): known, partly known, unknown
 COVERAGE_COLORS = {"known": (40, 180, 80), "partly": (240, 170, 20), "unknown": (220, 40, 40)}
 RECENT_LIMIT = 60_000
+#: vertical field of view of viser's viewer camera (its default, 75 degrees)
+VIEWER_FOV = math.radians(75.0)
 
 
 def free_port() -> int:
@@ -92,6 +95,7 @@ class Viewport:
         self.server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
         self.port = self.server.get_port()
         self.scene_scale = 1.0
+        self._forward, self._up = np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
         self._recent: list[str] = []
         self._recent_points = 0
         self._key_handles: list[viser.TransformControlsHandle] = []
@@ -102,6 +106,13 @@ class Viewport:
         self.previewed: CameraParameters | None = None
         self.previewed_coverage: list[str] | None = None
         """The cameras of the last path preview (exactly what the viewport drew)."""
+        self.attention_lines = 0
+        """Attention lines drawn now (0 when none are shown)."""
+        self._node_clicked = -1e9
+        # the control panel starts minimised to its title bar: the 3D view is unobstructed, the path
+        # editor one click away (replayed to every client that connects later)
+        self.server.gui.configure_theme(control_width="medium", show_share_button=False)
+        self.server.gui.main_panel.minimize()
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -119,17 +130,45 @@ class Viewport:
             self.server.scene.reset()
             self._recent, self._recent_points, self._key_handles = [], 0, []
             self.scene_scale = float(scene_depth)
+            # no distance fog: it washed out scenes tens of units deep (a landscape scaled to its camera file)
+            self.server.scene.configure_fog(1.0, 2.0, enabled=False)
             self.server.scene.set_up_direction(tuple(float(v) for v in up))
-            wxyz, pos = pose_of(start_camera)
             T = start_camera.c2w[0].double().numpy()
-            forward, up_v = T[:3, 2], np.asarray(up, dtype=np.float64)
-            eye = pos - 0.6 * scene_depth * forward + 0.35 * scene_depth * up_v
-            look = pos + scene_depth * forward
-            for target in [self.server.initial_camera, *[c.camera for c in self.server.get_clients().values()]]:
-                target.up = tuple(up_v)
-                target.position = tuple(eye)
-                target.look_at = tuple(look)
+            self._forward, self._up = T[:3, 2], np.asarray(up, dtype=np.float64)
+            pos = T[:3, 3]
+            self.set_view(pos - 0.6 * scene_depth * self._forward + 0.35 * scene_depth * self._up,
+                           pos + scene_depth * self._forward)
             self.add_frame(0, start_camera, start_image, keyframe=True)
+
+    def set_view(self, eye: np.ndarray, look: np.ndarray) -> None:
+        """Put the viewer's camera (new and connected clients) at ``eye`` looking at ``look``."""
+        for target in [self.server.initial_camera, *[c.camera for c in self.server.get_clients().values()]]:
+            target.up = tuple(float(v) for v in self._up)
+            target.position = tuple(float(v) for v in eye)
+            target.look_at = tuple(float(v) for v in look)
+
+    def frame_all(self, points: np.ndarray, must_see: np.ndarray | None = None, fov_y: float = VIEWER_FOV) -> None:
+        """View ``points`` (N, 3) (the cloud) and all of ``must_see`` (M, 3) (a path's camera centres) from outside.
+
+        The viewer sits behind and above the start camera's direction, far enough that a sphere around them
+        (the 95th percentile of the cloud's distances, and every ``must_see`` point) fits its vertical field
+        of view: a path that turns around (the landscape's official path sweeps 100 degrees) then grows the
+        cloud in front of the viewer, not around it.
+        """
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        extra = np.zeros((0, 3)) if must_see is None else np.asarray(must_see, dtype=np.float64).reshape(-1, 3)
+        if len(pts) + len(extra) == 0:
+            return
+        both = np.concatenate([pts, extra])
+        lo, hi = np.percentile(both, [2, 98], axis=0)
+        centre = (lo + hi) / 2
+        radius = float(np.percentile(np.linalg.norm(pts - centre, axis=1), 95)) if len(pts) else 0.0
+        if len(extra):
+            radius = max(radius, float(np.linalg.norm(extra - centre, axis=1).max()))
+        direction = -0.8 * self._forward + 0.6 * self._up
+        direction /= np.linalg.norm(direction)
+        with self._lock:
+            self.set_view(centre + direction * max(radius, 1e-6) / math.sin(fov_y / 2), centre)
 
     def show_cloud(self, points: torch.Tensor, colors: torch.Tensor) -> ViewCloud:
         """Replace the whole cloud by its LOD subset (drops the recent/new chunks)."""
@@ -226,28 +265,47 @@ class Viewport:
     def clear_path(self) -> None:
         self.server.scene.remove_by_name("/path/preview")
 
-    def show_keyframes(self, keyframes: list[tuple[np.ndarray, float]], selected: int | None, on_move: Callable[[int, np.ndarray], None], on_select: Callable[[int], None]) -> None:
-        """A transform gizmo per keyframe ``(T_world_camera, fov_y)``; drags call ``on_move(i, T)``."""
+    def show_keyframes(
+        self, keyframes: list[tuple[np.ndarray, float]], selected: int | None, on_move: Callable[[int, np.ndarray], None],
+        on_select: Callable[[int], None], on_pick: Callable[[int], None] | None = None,
+    ) -> None:
+        """Each keyframe ``(T_world_camera, fov_y)`` as a small frustum; only the ``selected`` one carries a transform
+        gizmo (drags call ``on_move(i, T)``). Clicking another keyframe's frustum calls ``on_pick(i)`` (select it,
+        which moves the gizmo there): twelve gizmos at once hid the scene."""
         with self._lock:
             self.server.scene.remove_by_name("/path/keys")
             self._key_handles = []
             for i, (T, fov) in enumerate(keyframes):
                 wxyz = vtf.SO3.from_matrix(T[:3, :3]).wxyz
-                handle = self.server.scene.add_transform_controls(
-                    f"/path/keys/k{i}", scale=0.12 * self.scene_scale, wxyz=wxyz, position=T[:3, 3],
-                    opacity=1.0 if i == selected else 0.6,
-                )
-                self.server.scene.add_camera_frustum(
-                    f"/path/keys/k{i}/frustum", fov=fov, aspect=4 / 3, scale=0.06 * self.scene_scale,
+                name = f"/path/keys/k{i}"
+                if i == selected:
+                    handle = self.server.scene.add_transform_controls(
+                        name, scale=0.08 * self.scene_scale, wxyz=wxyz, position=T[:3, 3])
+
+                    def _moved(event: viser.TransformControlsEvent, i: int = i) -> None:
+                        on_select(i)
+                        on_move(i, pose_matrix(event.target.wxyz, event.target.position))
+
+                    handle.on_update(_moved)
+                else:
+                    handle = self.server.scene.add_frame(name, show_axes=False, wxyz=wxyz, position=T[:3, 3])
+                self._key_handles.append(handle)
+                frustum = self.server.scene.add_camera_frustum(
+                    f"{name}/frustum", fov=fov, aspect=4 / 3, scale=0.06 * self.scene_scale,
                     color=(255, 40, 40) if i == selected else (200, 90, 90), thickness=0.003 * self.scene_scale,
                 )
+                if on_pick is not None and i != selected:
+                    def _picked(_event, i: int = i) -> None:
+                        self._node_clicked = time.monotonic()
+                        on_pick(i)
 
-                def _moved(event: viser.TransformControlsEvent, i: int = i) -> None:
-                    on_select(i)
-                    on_move(i, pose_matrix(event.target.wxyz, event.target.position))
+                    frustum.on_click(_picked)
 
-                handle.on_update(_moved)
-                self._key_handles.append(handle)
+    def set_keyframes_visible(self, visible: bool) -> None:
+        """Show or hide the keyframe gizmos (hidden while a path is generated: the frames are what to watch)."""
+        with self._lock:
+            for handle in self._key_handles:
+                handle.visible = bool(visible)
 
     def client_view(self) -> tuple[np.ndarray, float] | None:
         """(T_world_camera (4, 4), vertical fov) of the first connected client's camera, or None."""
@@ -303,19 +361,44 @@ class Viewport:
         play.on_click(lambda _: cb.play())
 
     # ------------------------------------------------------------------ attention
-    def show_attention(self, query: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
-        """Lines from ``query`` (3,) to ``targets`` (k, 3), coloured by ``weights`` (k,) (inferno-like ramp)."""
+    def on_scene_click(self, callback: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Call ``callback(ray_origin (3,), ray_direction (3,))`` (world frame) for each click in the 3D view
+        (a click, not a drag: orbiting is unaffected)."""
+
+        @self.server.scene.on_click()
+        def _(event: viser.SceneClickEvent) -> None:
+            time.sleep(0.1)  # a click on a keyframe frustum (dispatched alongside) selects it: not a point query
+            if time.monotonic() - self._node_clicked < 0.6:
+                return
+            callback(np.asarray(event.ray_origin, dtype=np.float64), np.asarray(event.ray_direction, dtype=np.float64))
+
+    def show_attention(
+        self, query: np.ndarray, targets: np.ndarray, weights: np.ndarray, views: np.ndarray | None = None
+    ) -> None:
+        """What a query attended to: lines from ``query`` (3,) to ``targets`` (k, 3), the attended patches' 3D
+        points, coloured by ``weights`` (k,) (inferno-like ramp, brightest = most weight; 3 px); with ``views``
+        (k, 3), the centres of the stored keyframes those patches came from, thinner lines from each patch
+        to its view, so a short line to a nearby patch still shows which stored frame it was."""
         with self._lock:
             self.server.scene.remove_by_name("/attention")
+            self.attention_lines = 0
             ok = np.isfinite(targets).all(axis=1) & (weights > 0)
+            if views is not None:
+                ok &= np.isfinite(views).all(axis=1)
             if not np.isfinite(query).all() or not ok.any():
                 return
             t, w = targets[ok], weights[ok]
             wn = w / max(float(w.max()), 1e-9)
-            ramp = cv2.applyColorMap((wn * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
-            seg = np.stack([np.repeat(query[None], len(t), 0), t], axis=1).astype(np.float32)
+            # the weakest line is dark red, not black
+            ramp = cv2.applyColorMap(((0.35 + 0.65 * wn) * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
             cols = np.repeat(ramp[:, None, :], 2, axis=1).astype(np.uint8)
-            self.server.scene.add_line_segments("/attention/lines", seg, cols, thickness=0.004 * self.scene_scale)
+            seg = np.stack([np.repeat(query[None], len(t), 0), t], axis=1).astype(np.float32)
+            self.server.scene.add_line_segments("/attention/lines", seg, cols, thickness=3.0, thickness_units="screen")
+            if views is not None:
+                to_view = np.stack([t, views[ok]], axis=1).astype(np.float32)
+                self.server.scene.add_line_segments("/attention/views", to_view, cols, thickness=1.2,
+                                                    thickness_units="screen")
+            self.attention_lines = len(seg)
             self.server.scene.add_point_cloud(
                 "/attention/query", query[None].astype(np.float32), np.array([[0, 255, 255]], np.uint8),
                 point_size=4 * self.point_size, precision="float32",
@@ -327,3 +410,4 @@ class Viewport:
 
     def clear_attention(self) -> None:
         self.server.scene.remove_by_name("/attention")
+        self.attention_lines = 0

@@ -239,6 +239,8 @@ class WorldStereo:
         self._depth_estimator = depth_estimator
         #: which generator runs, and why (a fallback's reason)
         self.generator_message = ""
+        #: why ``vace`` did not run (a ``WeightsUnavailableError.reason``), None when nothing fell back
+        self.generator_fallback: str | None = None
         self.generator = generator or self._make_generator()
         if generator is not None:
             self.generator_message = getattr(generator, "message", "") or generator.name
@@ -292,6 +294,7 @@ class WorldStereo:
                 return gen
             except WeightsUnavailableError as err:
                 self.generator_message = f"warp (vace unavailable: {err})"
+                self.generator_fallback = err.reason
         warp = self._make_warp()
         if not self.generator_message:
             self.generator_message = "warp (training-free)" + (

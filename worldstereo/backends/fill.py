@@ -106,9 +106,11 @@ class TeleaFill(HoleFiller):
 
     name = "telea"
 
-    def __init__(self, radius: int = 3, reason: str = "") -> None:
+    def __init__(self, radius: int = 3, reason: str = "", fallback_reason: str | None = None) -> None:
         self.radius = int(radius)
         self.message = "Telea inpainting" + (f" ({reason})" if reason else "")
+        #: why LaMa did not run under ``auto`` (a ``WeightsUnavailableError.reason``), None when Telea was chosen
+        self.fallback_reason = fallback_reason
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         import time
@@ -388,7 +390,7 @@ def make_filler(
         try:
             return LamaFill(device=device, progress=progress, show_progress=show_progress)
         except hub.WeightsUnavailableError as err:
-            return TeleaFill(reason=f"LaMa unavailable: {err}")
+            return TeleaFill(reason=f"LaMa unavailable: {err}", fallback_reason=err.reason)
     if name == "lama":
         return LamaFill(device=device, progress=progress, show_progress=show_progress)
     return FILL_BACKENDS.create(name)
