@@ -90,6 +90,21 @@ def test_ssim_known_values():
     assert ssim(a, b, near) < 0.5
 
 
+def test_separable_window_equals_the_2d_gaussian_convolution():
+    """The SSIM blur (two 1-D passes) against the textbook 2-D 11x11 window applied with conv2d (reflect pad)."""
+    import torch.nn.functional as F
+
+    from worldstereo.eval.metrics import gaussian_blur
+
+    x = torch.rand(2, 3, 37, 53, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    t = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(t**2) / (2 * 1.5**2))
+    g /= g.sum()
+    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
+    reference = F.conv2d(F.pad(x, (5, 5, 5, 5), mode="reflect"), win, groups=3)
+    assert torch.allclose(gaussian_blur(x), reference, atol=1e-13, rtol=0)
+
+
 # ---------------------------------------------------------------------------------------------- visibility
 def test_correspondence_of_a_known_shift():
     # camera B 0.06 to the right of A, plane at z = 2: every point moves fx * 0.06 / 2 = 3 pixels left in B
