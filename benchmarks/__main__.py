@@ -27,6 +27,9 @@ def available() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worldstereo.runtime import keep_freed_memory
+
+    keep_freed_memory()
     names = available()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(names)})")

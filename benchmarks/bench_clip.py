@@ -18,7 +18,9 @@ _CLIP = r"""
 import json, resource, sys, time
 import torch
 from worldstereo.model import WorldStereo, WorldStereoConfig
+from worldstereo.runtime import keep_freed_memory
 from worldstereo.scenes import get_scene
+keep_freed_memory()  # as the CLI and the app run
 use_memory = sys.argv[1] == "1"
 view = get_scene("room").start_view(512, 384)
 model = WorldStereo(WorldStereoConfig(use_ggm=use_memory, use_ssm=use_memory))

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from worldstereo.runtime import keep_freed_memory
+
 REPO = Path(__file__).resolve().parents[1]
 # The official examples are copied into assets/ (with their licence); ../shared/data is the source.
 EXAMPLES = REPO / "assets" / "examples"
@@ -28,6 +30,7 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing an
 # One intra-op thread: tests run torch beside server, browser and worker threads; with two
 # OpenMP threads on a 2-core machine, spin-waiting threads slowed small ops by up to ~40x.
 torch.set_num_threads(1)
+keep_freed_memory()  # as the CLI and the app run (worldstereo.runtime)
 
 
 @pytest.fixture(autouse=True)

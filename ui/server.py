@@ -14,6 +14,7 @@ from ui.config import AppConfig
 from ui.page import PAGE_CSS, build_page
 from ui.sessions import SessionManager
 from ui.viser_proxy import add_viser_proxy
+from worldstereo.runtime import keep_freed_memory
 
 
 @dataclass
@@ -47,6 +48,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 def build_app(config: AppConfig | None = None) -> ExplorerApp:
     """FastAPI app = viser proxy under ``/viser/<token>/`` + the Gradio page at ``/`` (one port)."""
     limit_malloc_arenas()
+    keep_freed_memory()  # frames reuse freed pages; release_memory() trims after each generation
     config = config or AppConfig()
     sessions = SessionManager(config)
 

@@ -699,6 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     args.debug = bool(getattr(args, "debug", False)) or debug_from_env()
+    from worldstereo.runtime import keep_freed_memory
+
+    keep_freed_memory()  # per-frame temporaries reuse freed pages (see worldstereo.runtime)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

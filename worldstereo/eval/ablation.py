@@ -573,5 +573,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m worldstereo.eval [--quick] --out DIR``."""
+    from worldstereo.runtime import keep_freed_memory
+
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="worldstereo eval", description="memory ablation and evaluation report")
     return eval_command(add_eval_arguments(parser).parse_args(argv))
