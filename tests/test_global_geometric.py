@@ -504,3 +504,30 @@ def test_point_confidence_marks_generated_points_and_merges_keep_the_higher():
     assert torch.equal(again.point_confidence, torch.ones(3))
     with pytest.raises(ValueError, match="confidence"):
         ggm.update(new, pose, confidence=torch.ones(3))
+
+
+def test_benchmark_scene_merges_exactly_the_kdtree_neighbours():
+    """The ``ggm_update`` benchmark's scene (a jittered ``z = sin x`` sheet, half the new points re-observing it,
+    half in free space; fixed seed), reduced to 250K + 50K: every new point merges into its k-d-tree nearest
+    stored point when that lies within the threshold, and only then; the rest are appended in order."""
+    rng = np.random.default_rng(0)
+    thr, side = 0.01, 500
+    u, v = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    x, y = u.ravel() * thr, v.ravel() * thr
+    stored = (np.stack([x, y, np.sin(x)], 1) + rng.normal(0, 0.002, (side * side, 3))).astype(np.float32)
+    seen = stored[rng.choice(len(stored), 25_000, replace=False)] + rng.normal(0, 0.004, (25_000, 3))
+    unseen = rng.random((25_000, 3)) * [5.0, 5.0, 1.0] + [0.0, 0.0, 3.0]
+    new = np.concatenate([seen, unseen])[rng.permutation(50_000)].astype(np.float32)
+    g = GlobalGeometricMemory(max_points=1_000_000)
+    g.initialize(torch.from_numpy(stored))
+    g.update(torch.full((1, 3), 100.0), EYE, merge_threshold=thr)  # the merge index exists, as in a running pipeline
+    before = g.point_cloud.numpy().copy()
+    dist, nearest = cKDTree(before).query(new, k=1, distance_upper_bound=thr)
+    merge = dist <= thr
+    stats = g.update(torch.from_numpy(new), EYE, merge_threshold=thr)
+    assert stats["num_merged"] == int(merge.sum()) > 20_000 and stats["num_added"] == int((~merge).sum())
+    counts = g.observation_counts.numpy()
+    expected = np.ones(len(before), np.int64)
+    np.add.at(expected, nearest[merge], 1)
+    assert np.array_equal(counts[: len(before)], expected)  # each merge went to the k-d tree's nearest point
+    np.testing.assert_array_equal(g.point_cloud.numpy()[len(before):], new[~merge])  # appended in order

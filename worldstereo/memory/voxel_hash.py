@@ -16,11 +16,13 @@ still names a valid point whose true distance is checked, so stale records cost 
 correctness; they are dropped when they pass a quarter of the records.
 
 :meth:`VoxelHashGrid.nearest_within` is exact for any ``radius <= cell_size / 2``: the ball around
-a query then lies inside the 2x2x2 block of cells nearest to it.
+a query then lies inside the 2x2x2 block of cells nearest to it. Its per-query loop (hash probes,
+candidate distances) is compiled with numba and runs over the queries in parallel, in cell order.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = ["VoxelHashGrid"]
@@ -30,9 +32,77 @@ _BITS = 21  # bits per axis in a packed cell key (keys alias beyond +-2^20 cells
 _AXIS_MASK = np.int64((1 << _BITS) - 1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAX_LOAD = 3  # the table holds at most 1/_MAX_LOAD as many cells as slots
-_LOW32 = np.uint64(0xFFFFFFFF)
-_BLOCK_SHIFT = 3  # occupancy blocks of 8 x 8 x 8 cells
-_OCC_BITS = 22  # hashed block occupancy flags: 4 MB
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _nearest_kernel(q, inv_cell, radius, limit, table, table_bits, start, rpt, xyz, index, dist):  # pragma: no cover
+    """Compiled body of :meth:`VoxelHashGrid.nearest_within` (numba), parallel over the queries.
+
+    Per query: the 2x2x2 cells nearest to it (less those whose box is farther than ``limit`` squared
+    cells), each looked up in the open-addressing table (linear probing), every record of a found
+    cell checked in float32 as ``dx*dx + dy*dy + dz*dz``; the smallest squared distance within
+    ``radius`` wins, ties to the smallest point index. Writes ``index`` and ``dist`` in place.
+    """
+    mask = (np.int64(1) << table_bits) - 1
+    shift = np.uint64(64 - table_bits)
+    r2 = radius * radius
+    for i in numba.prange(q.shape[0]):
+        qx, qy, qz = q[i, 0], q[i, 1], q[i, 2]
+        nx, fx, gx = _axis_cells(qx, inv_cell)
+        ny, fy, gy = _axis_cells(qy, inv_cell)
+        nz, fz, gz = _axis_cells(qz, inv_cell)
+        best_d = np.float32(np.inf)
+        best_p = np.int64(-1)
+        for corner in range(8):
+            reach = 0.0
+            kx, ky, kz = nx, ny, nz
+            if corner & 4:
+                kx = fx
+                reach += gx
+            if corner & 2:
+                ky = fy
+                reach += gy
+            if corner & 1:
+                kz = fz
+                reach += gz
+            if corner and reach > limit:
+                continue
+            key = (kx << (2 * _BITS)) | (ky << _BITS) | kz
+            slot = np.int64((np.uint64(key) * _GOLDEN) >> shift)
+            cid = np.int64(-1)
+            while True:
+                tk = table[slot, 0]
+                if tk == key:
+                    cid = table[slot, 1]
+                    break
+                if tk == _EMPTY:
+                    break
+                slot = (slot + 1) & mask
+            if cid < 0:
+                continue
+            for r in range(start[cid], start[cid + 1]):
+                p = np.int64(rpt[r])
+                dx = xyz[0, p] - qx
+                dy = xyz[1, p] - qy
+                dz = xyz[2, p] - qz
+                d2 = dx * dx + dy * dy + dz * dz
+                if d2 <= r2 and (d2 < best_d or (d2 == best_d and p < best_p)):
+                    best_d, best_p = d2, p
+        index[i] = best_p
+        dist[i] = np.sqrt(best_d) if best_p >= 0 else np.float32(np.inf)
+
+
+@numba.njit(cache=True, inline="always")
+def _axis_cells(x, inv_cell):  # pragma: no cover - compiled
+    """(nearest cell, the neighbouring cell on the query's side, squared gap to that face in cells) on one axis."""
+    f = np.float64(x) * inv_cell
+    c = np.floor(f)
+    frac = f - c
+    g = 0.5 - abs(frac - 0.5)
+    near = np.int64(c) & _AXIS_MASK
+    far = (near + (-1 if frac < 0.5 else 1)) & _AXIS_MASK
+    return near, far, g * g
+
 
 def _grow(arr: np.ndarray, size: int) -> np.ndarray:
     """``arr`` with its last axis at least ``size`` (capacity doubles), contents kept."""
@@ -78,8 +148,6 @@ class VoxelHashGrid:
         self._cell = _grow(cell.reshape(-1).astype(np.int32), 1024)  # cell id of each point
         self._alloc_table(self._ncells)
         self._insert_unique(ckey, np.arange(self._ncells))
-        self._occupied = np.zeros(1 << _OCC_BITS, np.uint8)
-        self._mark_blocks(ckey)
         order = np.argsort(self._cell[:n], kind="stable")
         self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
         self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
@@ -162,89 +230,27 @@ class VoxelHashGrid:
         """
         if radius > 0.5 * self.cell_size:
             raise ValueError(f"radius {radius} exceeds cell_size / 2 = {0.5 * self.cell_size}")
-        q = np.asarray(queries, dtype=np.float32).reshape(-1, 3)
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(-1, 3))
         m = q.shape[0]
         index = np.full(m, -1, np.int64)
         dist = np.full(m, np.inf, np.float32)
         if m == 0 or self._n == 0:
             return index, dist
-        # the 8 cells of the 2x2x2 block nearest to each query, as packed keys, less the cells
-        # farther than radius from the query (their boxes; a margin keeps float32 ties in)
-        f = q.T.astype(np.float64) * (1.0 / self.cell_size)  # (3, M): contiguous per axis
-        cell = np.floor(f)
-        frac = f - cell
-        low = frac < 0.5
-        gap = 0.5 - np.abs(frac - 0.5)  # to the neighbouring cell's face, in cells
-        gap *= gap
-        u_near = cell.astype(np.int64) & _AXIS_MASK
-        u_far = (u_near + np.where(low, -1, 1)) & _AXIS_MASK
-        near = [u_near[a] << (_BITS * (2 - a)) for a in range(3)]
-        far = [u_far[a] << (_BITS * (2 - a)) for a in range(3)]
         limit = (1.0 + 1e-5) * (radius / self.cell_size) ** 2
-        keys = np.empty((8, m), np.int64)  # corner-major: contiguous writes
-        need = np.empty((8, m), bool)
-        for c in range(8):
-            axes = [a for a in range(3) if c & (4 >> a)]
-            np.bitwise_or(far[0] if 0 in axes else near[0], far[1] if 1 in axes else near[1], out=keys[c])
-            keys[c] |= far[2] if 2 in axes else near[2]
-            if axes:
-                np.less_equal(sum((gap[a] for a in axes[1:]), gap[axes[0]]), limit, out=need[c])
-            else:
-                need[c] = True
-        # queries whose 2x2x2 cells lie in one empty occupancy block have no candidates
-        block = u_near >> _BLOCK_SHIFT
-        same = u_far >> _BLOCK_SHIFT == block
-        empty = same[0] & same[1] & same[2]
-        empty &= self._occupied[self._block_slot(block)] == 0
-        need[:, empty] = False
-        pair = np.flatnonzero(need.T)  # query * 8 + corner: query-major
-        qp = pair >> 3
-        keys = np.take(keys.reshape(-1), (pair & 7) * m + qp)
-        cid = self._lookup(keys)
-        found = np.flatnonzero(cid >= 0)
-        cid, qp = cid[found], qp[found]
-        first = self._start[cid]
-        count = self._start[cid + 1] - first
-        # candidates: every record of every found cell, grouped by query (pairs are query-major)
-        total = int(count.sum())
-        if total == 0:
-            return index, dist
-        rec = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(total)
-        pt = self._rpt[rec].astype(np.int64)  # (take converts other index types on every call)
-        qi = np.repeat(qp, count)
-        d2 = np.zeros(total, np.float32)
-        for a in range(3):
-            diff = np.take(self._xyz[a], pt) - np.take(np.ascontiguousarray(q[:, a]), qi)
-            diff *= diff
-            d2 += diff
-        within = np.flatnonzero(d2 <= np.float32(radius) ** 2)
-        if within.size == 0:
-            return index, dist
-        # per query, the smallest (squared distance, point) packed into one uint64: bits of a
-        # non-negative float32 order like the float
-        packed = (d2[within].view(np.uint32).astype(np.uint64) << np.uint64(32)) | pt[within].astype(np.uint64)
-        qw = qi[within]
-        head = np.flatnonzero(np.concatenate([[True], qw[1:] != qw[:-1]]))
-        best = np.minimum.reduceat(packed, head)
-        hit = qw[head]
-        index[hit] = (best & _LOW32).astype(np.int64)
-        dist[hit] = np.sqrt((best >> np.uint64(32)).astype(np.uint32).view(np.float32))
+        # queries in cell order: neighbouring queries then share table slots, cells and points in cache
+        # (random order: 105 ms for 200K queries over 1M points; in cell order 45 ms + 14 ms to sort)
+        order = np.argsort(self._keys(q), kind="stable") if m > 4096 else np.arange(m)
+        qs = np.ascontiguousarray(q[order])
+        idx_s, dist_s = np.empty(m, np.int64), np.empty(m, np.float32)
+        _nearest_kernel(qs, 1.0 / self.cell_size, np.float32(radius), limit, self._table, self._table_bits,
+                        self._start, self._rpt, self._xyz, idx_s, dist_s)
+        index[order], dist[order] = idx_s, dist_s
         return index, dist
 
     # ------------------------------------------------------------------ cells and keys
     def _keys(self, points: np.ndarray) -> np.ndarray:
         cell = np.floor(points.astype(np.float64) / self.cell_size).astype(np.int64)
         return ((cell[:, 0] & _AXIS_MASK) << (2 * _BITS)) | ((cell[:, 1] & _AXIS_MASK) << _BITS) | (cell[:, 2] & _AXIS_MASK)
-
-    def _block_slot(self, block: np.ndarray) -> np.ndarray:
-        """Occupancy flag index of blocks (3, B) (per-axis masked cell coordinates >> _BLOCK_SHIFT)."""
-        key = (block[0] << (2 * _BITS)) | (block[1] << _BITS) | block[2]
-        return ((key.view(np.uint64) * _GOLDEN) >> np.uint64(64 - _OCC_BITS)).view(np.int64)
-
-    def _mark_blocks(self, keys: np.ndarray) -> None:
-        """Flag the occupancy blocks of cells ``keys`` (flags are cleared only by :meth:`build`)."""
-        axes = np.stack([keys >> (2 * _BITS), (keys >> _BITS) & _AXIS_MASK, keys & _AXIS_MASK])
-        self._occupied[self._block_slot(axes >> _BLOCK_SHIFT)] = 1
 
     # ------------------------------------------------------------------ records
     def _set_offsets(self) -> None:
@@ -275,7 +281,7 @@ class VoxelHashGrid:
         Slot ``s`` holds ``(key, cell id)`` in ``_table[s]``; gathers read both halves of a slot
         at once through a 16-byte view (one cache line instead of two).
         """
-        size = 1 << max(10, int(np.ceil(np.log2(max(3 * _MAX_LOAD * cells, 2)))))
+        size = 1 << max(10, int(np.ceil(np.log2(max(_MAX_LOAD * cells, 2)))))
         self._table_bits = int(np.log2(size))
         self._table = np.full((size, 2), _EMPTY, np.int64)
 
@@ -350,7 +356,6 @@ class VoxelHashGrid:
             count = int(ids[-1]) + 1 - self._ncells
             self._ckey = _grow(self._ckey, self._ncells + count)
             self._ckey[self._ncells : self._ncells + count] = keys[miss[first]]
-            self._mark_blocks(keys[miss[first]])
             self._ncells += count
             cid[miss] = new_ids
         return cid.astype(np.int32)
