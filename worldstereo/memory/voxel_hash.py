@@ -35,7 +35,7 @@ _MAX_LOAD = 3  # the table holds at most 1/_MAX_LOAD as many cells as slots
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _nearest_kernel(q, inv_cell, radius, limit, table, table_bits, start, rpt, xyz, index, dist):  # pragma: no cover
+def _nearest_kernel(q, inv_cell, radius, limit, table, table_bits, start, rpt, rxyz, index, dist):  # pragma: no cover
     """Compiled body of :meth:`VoxelHashGrid.nearest_within` (numba), parallel over the queries.
 
     Per query: the 2x2x2 cells nearest to it (less those whose box is farther than ``limit`` squared
@@ -68,26 +68,18 @@ def _nearest_kernel(q, inv_cell, radius, limit, table, table_bits, start, rpt, x
             if corner and reach > limit:
                 continue
             key = (kx << (2 * _BITS)) | (ky << _BITS) | kz
-            slot = np.int64((np.uint64(key) * _GOLDEN) >> shift)
-            cid = np.int64(-1)
-            while True:
-                tk = table[slot, 0]
-                if tk == key:
-                    cid = table[slot, 1]
-                    break
-                if tk == _EMPTY:
-                    break
-                slot = (slot + 1) & mask
+            cid = table[_slot_of(key, table, mask, shift), 1]  # -1: an empty slot, the cell holds no point
             if cid < 0:
                 continue
-            for r in range(start[cid], start[cid + 1]):
-                p = np.int64(rpt[r])
-                dx = xyz[0, p] - qx
-                dy = xyz[1, p] - qy
-                dz = xyz[2, p] - qz
+            for r in range(start[cid], start[cid + 1]):  # the cell's records: contiguous coordinates
+                dx = rxyz[r, 0] - qx
+                dy = rxyz[r, 1] - qy
+                dz = rxyz[r, 2] - qz
                 d2 = dx * dx + dy * dy + dz * dz
-                if d2 <= r2 and (d2 < best_d or (d2 == best_d and p < best_p)):
-                    best_d, best_p = d2, p
+                if d2 <= r2:
+                    p = np.int64(rpt[r])
+                    if d2 < best_d or (d2 == best_d and p < best_p):
+                        best_d, best_p = d2, p
         index[i] = best_p
         dist[i] = np.sqrt(best_d) if best_p >= 0 else np.float32(np.inf)
 
@@ -102,6 +94,63 @@ def _axis_cells(x, inv_cell):  # pragma: no cover - compiled
     near = np.int64(c) & _AXIS_MASK
     far = (near + (-1 if frac < 0.5 else 1)) & _AXIS_MASK
     return near, far, g * g
+
+
+@numba.njit(cache=True, nogil=True)
+def _slot_of(key, table, mask, shift):  # pragma: no cover - compiled
+    """The slot holding ``key``, or the empty slot where it would go (linear probing from its hash)."""
+    slot = np.int64((np.uint64(key) * _GOLDEN) >> shift)
+    while table[slot, 0] != key and table[slot, 0] != _EMPTY:
+        slot = (slot + 1) & mask
+    return slot
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_kernel(keys, cells, table, table_bits):  # pragma: no cover - compiled
+    """Write distinct ``keys`` (absent from the table) with cell ids ``cells`` into ``table``."""
+    mask = (np.int64(1) << table_bits) - 1
+    shift = np.uint64(64 - table_bits)
+    for i in range(keys.shape[0]):
+        slot = _slot_of(keys[i], table, mask, shift)
+        table[slot, 0] = keys[i]
+        table[slot, 1] = cells[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_or_insert_kernel(keys, table, table_bits, ncells, cid, new_keys):  # pragma: no cover - compiled
+    """Cell id of each key into ``cid``; an absent key is inserted with id ``ncells + k`` (k-th new key, written
+    to ``new_keys[k]``). The table must have an empty slot for every key. Returns the number of new keys."""
+    mask = (np.int64(1) << table_bits) - 1
+    shift = np.uint64(64 - table_bits)
+    count = 0
+    for i in range(keys.shape[0]):
+        slot = _slot_of(keys[i], table, mask, shift)
+        if table[slot, 0] == _EMPTY:
+            table[slot, 0] = keys[i]
+            table[slot, 1] = ncells + count
+            new_keys[count] = keys[i]
+            count += 1
+        cid[i] = table[slot, 1]
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_records_kernel(rcell, rpt, rxyz, bcell, bpt, bxyz, out_cell, out_pt, out_xyz, rec):  # pragma: no cover
+    """Merge the sorted records with a batch sorted by cell (existing records first among equal cells, as a
+    stable sort of ``[records | batch]`` would), and point each live record's point at it in ``rec``."""
+    n_old, n_new = rcell.shape[0], bcell.shape[0]
+    i = j = 0
+    for k in range(n_old + n_new):
+        if j >= n_new or (i < n_old and rcell[i] <= bcell[j]):
+            out_cell[k], out_pt[k] = rcell[i], rpt[i]
+            out_xyz[k, 0], out_xyz[k, 1], out_xyz[k, 2] = rxyz[i, 0], rxyz[i, 1], rxyz[i, 2]
+            i += 1
+        else:
+            out_cell[k], out_pt[k] = bcell[j], bpt[j]
+            out_xyz[k, 0], out_xyz[k, 1], out_xyz[k, 2] = bxyz[j, 0], bxyz[j, 1], bxyz[j, 2]
+            j += 1
+        if np.isfinite(out_xyz[k, 0]):  # stale records (inf) name no live position
+            rec[out_pt[k]] = k
 
 
 def _grow(arr: np.ndarray, size: int) -> np.ndarray:
@@ -148,12 +197,9 @@ class VoxelHashGrid:
         self._cell = _grow(cell.reshape(-1).astype(np.int32), 1024)  # cell id of each point
         self._alloc_table(self._ncells)
         self._insert_unique(ckey, np.arange(self._ncells))
-        order = np.argsort(self._cell[:n], kind="stable")
-        self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
-        self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
-        self._num_stale = 0
+        self._rec = np.empty(self._xyz.shape[1], np.int32)  # point -> its live record
         self._compactions = 0
-        self._set_offsets()
+        self._fresh_records()
 
     def append(self, points: np.ndarray) -> None:
         """Add ``points`` (P, 3) as indices ``num_points .. num_points + P - 1``."""
@@ -190,13 +236,19 @@ class VoxelHashGrid:
         look = np.flatnonzero(self._ckey[cells[:k]] != keys[:k])  # moved to another cell
         look = np.concatenate([look, np.arange(k, k + p)])
         cells[look] = self._find_or_insert(keys[look])
-        changed = np.flatnonzero(cells[:k] != self._cell[idx])
+        moved_cell = cells[:k] != self._cell[idx]
+        changed = np.flatnonzero(moved_cell)
+        stay = np.flatnonzero(~moved_cell)
+        self._rxyz[self._rec[idx[stay]]] = mov[stay]  # a move within its cell: the record follows
+        self._rxyz[self._rec[idx[changed]]] = np.inf  # the old record goes stale: never within a radius
         self._num_stale += changed.shape[0]
         self._cell[idx] = cells[:k]
         self._cell[n0:n1] = cells[k:]
+        self._rec = _grow(self._rec, n1)
         self._n = n1
         new_pt = np.concatenate([idx[changed].astype(np.int32), np.arange(n0, n1, dtype=np.int32)])
-        self._add_records(new_pt, np.concatenate([cells[:k][changed], cells[k:]]))
+        self._add_records(new_pt, np.concatenate([cells[:k][changed], cells[k:]]),
+                          np.concatenate([mov[changed], app]))
 
     def compact(self, keep: np.ndarray) -> None:
         """Keep the points where ``keep`` (N,) bool is True, renumbered ``0 .. K - 1`` in order."""
@@ -207,11 +259,13 @@ class VoxelHashGrid:
         new_id[~keep] = -1
         rpt = np.take(new_id, self._rpt)  # stale records still name valid points: kept
         live = rpt >= 0
-        self._rpt, self._rcell = rpt[live].astype(np.int32), self._rcell[live]
+        self._rpt, self._rcell, self._rxyz = rpt[live].astype(np.int32), self._rcell[live], self._rxyz[live]
         kept = int(np.count_nonzero(keep))
         self._xyz[:, :kept] = np.compress(keep, self._xyz[:, : self._n], axis=1)  # in place: capacity kept
         self._cell[:kept] = np.compress(keep, self._cell[: self._n])
         self._n = kept
+        valid = np.flatnonzero(np.isfinite(self._rxyz[:, 0]))
+        self._rec[self._rpt[valid]] = valid.astype(np.int32)
         self._set_offsets()
         self._compactions += 1
         if self._compactions % 64 == 0 and self._ncells > 4 * max(np.count_nonzero(np.diff(self._start)), 256):
@@ -243,7 +297,7 @@ class VoxelHashGrid:
         qs = np.ascontiguousarray(q[order])
         idx_s, dist_s = np.empty(m, np.int64), np.empty(m, np.float32)
         _nearest_kernel(qs, 1.0 / self.cell_size, np.float32(radius), limit, self._table, self._table_bits,
-                        self._start, self._rpt, self._xyz, idx_s, dist_s)
+                        self._start, self._rpt, self._rxyz, idx_s, dist_s)
         index[order], dist[order] = idx_s, dist_s
         return index, dist
 
@@ -257,105 +311,58 @@ class VoxelHashGrid:
         self._start = np.zeros(self._ncells + 1, np.int64)
         np.cumsum(np.bincount(self._rcell, minlength=self._ncells), out=self._start[1:])
 
-    def _add_records(self, points: np.ndarray, cells: np.ndarray) -> None:
-        """Merge records for ``points`` (P,) int32 in ``cells`` (P,) int32 into the sorted ones.
+    def _fresh_records(self) -> None:
+        """One record per point, sorted by cell id (no stale ones), with coordinates and the point -> record map."""
+        n = self._n
+        order = np.argsort(self._cell[:n], kind="stable")
+        self._rpt = order.astype(np.int32)  # record -> point, sorted by cell id
+        self._rcell = self._cell[:n][order]  # record -> cell id (sorted)
+        self._rxyz = np.ascontiguousarray(self._xyz[:, order].T)  # record -> its point's position (R, 3)
+        self._rec[order] = np.arange(n, dtype=np.int32)
+        self._num_stale = 0
+        self._set_offsets()
 
-        Callers update ``_cell`` and ``_n`` first: past the stale limit every record is rebuilt
-        from ``_cell`` instead (which covers ``points`` too and drops duplicates).
+    def _add_records(self, points: np.ndarray, cells: np.ndarray, coords: np.ndarray) -> None:
+        """Merge records for ``points`` (P,) int32 in ``cells`` (P,) int32 at ``coords`` (P, 3) into the sorted ones.
+
+        Callers update ``_cell``, ``_xyz`` and ``_n`` first: past the stale limit every record is rebuilt
+        from them instead (which covers ``points`` too and drops the stale records).
         """
-        if 4 * self._num_stale > self._rcell.shape[0]:  # fresh records: one per point
-            order = np.argsort(self._cell[: self._n], kind="stable")
-            self._rpt, self._rcell = order.astype(np.int32), self._cell[: self._n][order]
-            self._num_stale = 0
-        else:
-            all_cell = np.concatenate([self._rcell, cells])
-            order = np.argsort(all_cell, kind="stable")  # timsort: the sorted run + the batch, merged
-            self._rcell = all_cell[order]
-            self._rpt = np.concatenate([self._rpt, points])[order]
+        if 4 * self._num_stale > self._rcell.shape[0]:
+            self._fresh_records()
+            return
+        order = np.argsort(cells, kind="stable")
+        total = self._rcell.shape[0] + order.shape[0]
+        out_cell, out_pt, out_xyz = np.empty(total, np.int32), np.empty(total, np.int32), np.empty((total, 3), np.float32)
+        _merge_records_kernel(self._rcell, self._rpt, self._rxyz, np.ascontiguousarray(cells[order], np.int32),
+                              np.ascontiguousarray(points[order], np.int32), np.ascontiguousarray(coords[order], np.float32),
+                              out_cell, out_pt, out_xyz, self._rec)
+        self._rcell, self._rpt, self._rxyz = out_cell, out_pt, out_xyz
         self._set_offsets()
 
     # ------------------------------------------------------------------ hash table
     def _alloc_table(self, cells: int) -> None:
-        """Empty table sized for ``cells`` at a third of the maximum load.
-
-        Slot ``s`` holds ``(key, cell id)`` in ``_table[s]``; gathers read both halves of a slot
-        at once through a 16-byte view (one cache line instead of two).
-        """
+        """Empty table sized for ``cells`` at most a third full: slot ``s`` holds ``(key, cell id)`` in ``_table[s]``."""
         size = 1 << max(10, int(np.ceil(np.log2(max(_MAX_LOAD * cells, 2)))))
         self._table_bits = int(np.log2(size))
         self._table = np.full((size, 2), _EMPTY, np.int64)
 
-    def _slots(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, cell ids) stored in slots ``slot``, gathered in one pass."""
-        rows = np.take(self._table.view(np.complex128).reshape(-1), slot).view(np.int64).reshape(-1, 2)
-        return rows[:, 0], rows[:, 1]
-
-    def _hash(self, keys: np.ndarray) -> np.ndarray:
-        h = keys.view(np.uint64) * _GOLDEN
-        return (h >> np.uint64(64 - self._table_bits)).view(np.int64)
-
-    def _lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Cell id (int64) of each key, -1 where absent."""
-        mask = (1 << self._table_bits) - 1
-        slot = self._hash(keys)
-        tk, out = self._slots(slot)
-        hit = tk == keys
-        out = np.where(hit, out, -1)
-        active = np.flatnonzero(~hit & (tk != _EMPTY))  # collided: probe on
-        slot = slot[active]
-        while active.size:
-            slot = (slot + 1) & mask
-            tk, cell = self._slots(slot)
-            hit = tk == keys[active]
-            out[active[hit]] = cell[hit]
-            go_on = ~hit & (tk != _EMPTY)
-            active, slot = active[go_on], slot[go_on]
-        return out
-
     def _insert_unique(self, keys: np.ndarray, cells: np.ndarray) -> None:
         """Insert distinct ``keys`` (absent from the table) with cell ids ``cells``."""
-        self._table[self._claim(keys), 1] = cells
-
-    def _claim(self, keys: np.ndarray) -> np.ndarray:
-        """Slot of each key, writing absent keys into empty slots (equal keys share one slot).
-
-        Equal keys probe the same slots in lockstep; of several keys claiming one empty slot the
-        last write wins and the others read back a different key and probe on.
-        """
-        mask = (1 << self._table_bits) - 1
-        table_key = self._table[:, 0]
-        slot = self._hash(keys)
-        active = np.arange(keys.shape[0])
-        while active.size:
-            s = slot[active]
-            k = keys[active]
-            empty = table_key[s] == _EMPTY
-            table_key[s[empty]] = k[empty]
-            done = table_key[s] == k
-            active = active[~done]
-            slot[active] = (slot[active] + 1) & mask
-        return slot
+        _insert_kernel(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(cells, np.int64), self._table,
+                       self._table_bits)
 
     def _find_or_insert(self, keys: np.ndarray) -> np.ndarray:
-        """Cell id (int32) of each key, new ids for new keys (equal keys share one)."""
-        cid = self._lookup(keys)
-        miss = np.flatnonzero(cid < 0)
-        if miss.size:
-            if _MAX_LOAD * (self._ncells + miss.size) > self._table.shape[0]:  # rehash every cell
-                self._alloc_table(self._ncells + miss.size)
-                self._insert_unique(self._ckey[: self._ncells], np.arange(self._ncells))
-            slot = self._claim(keys[miss])
-            # dense ids without sorting: each slot's last writer represents its key
-            table_cell = self._table[:, 1]
-            table_cell[slot] = np.arange(miss.size)
-            rep = table_cell[slot]
-            first = rep == np.arange(miss.size)
-            ids = np.cumsum(first) - 1 + self._ncells
-            new_ids = ids[rep]
-            table_cell[slot] = new_ids
-            count = int(ids[-1]) + 1 - self._ncells
+        """Cell id (int32) of each key; absent keys get new ids in order of first occurrence (equal keys share one)."""
+        keys = np.ascontiguousarray(keys, np.int64)
+        if _MAX_LOAD * (self._ncells + keys.shape[0]) > self._table.shape[0]:  # room for every key: rehash
+            self._alloc_table(self._ncells + keys.shape[0])
+            self._insert_unique(self._ckey[: self._ncells], np.arange(self._ncells))
+        cid = np.empty(keys.shape[0], np.int32)
+        new_keys = np.empty(keys.shape[0], np.int64)
+        count = _find_or_insert_kernel(keys, self._table, self._table_bits, self._ncells, cid, new_keys)
+        if count:
             self._ckey = _grow(self._ckey, self._ncells + count)
-            self._ckey[self._ncells : self._ncells + count] = keys[miss[first]]
+            self._ckey[self._ncells : self._ncells + count] = new_keys[:count]
             self._ncells += count
-            cid[miss] = new_ids
-        return cid.astype(np.int32)
+        return cid
