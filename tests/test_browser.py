@@ -82,9 +82,9 @@ def test_first_minute_route(tmp_path):
             page.goto(url)
             # 1. no click: the default real photo is started, its official path drawn as keyframes
             status_has(page, "ws-status", "Loaded")
-            assert "Landscape" in page.inner_text("#ws-status") and "official path" in page.inner_text("#ws-status")
+            assert "Bicycle" in page.inner_text("#ws-status") and "official path 'eloop'" in page.inner_text("#ws-status")
             session = next(iter(built.sessions._sessions.values()))
-            assert session.bundle.label == "example: photorealistic-outdoor-verdant_landscape-050"
+            assert session.bundle.label == "example: bicycle"
             assert session.editor.mode == "keyframes" and len(session.editor.keyframes) >= 2
             viewer = page.frame_locator("#ws-viser")
             viewer.locator("canvas").first.wait_for(timeout=60_000)

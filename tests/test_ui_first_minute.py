@@ -56,8 +56,8 @@ def test_gallery_lists_real_photos_first_with_thumbnails(tmp_path):
 
 
 def test_captions():
-    assert sample_caption(DEFAULT_SAMPLE) == "Landscape"
-    assert sample_caption(EXAMPLE_PREFIX + "bicycle") == "Bicycle"
+    assert sample_caption(DEFAULT_SAMPLE) == "Bicycle"
+    assert sample_caption(EXAMPLE_PREFIX + "photorealistic-outdoor-verdant_landscape-050") == "Landscape"
     assert sample_caption(SCENE_PREFIX + "room") == "Room*"
     assert sample_caption(EXAMPLE_PREFIX + "photorealistic-outdoor-forest_path-012") == "Forest path"
     with pytest.raises(ValueError, match="unknown sample"):
@@ -187,11 +187,12 @@ def test_viewport_clicks_reach_the_page_once_and_misses_say_why(manager):
     assert serial == 3 and r.frame is not None and r.point is not None
 
 
-def test_an_official_path_is_drawn_and_framed_from_outside(manager):
+@pytest.mark.parametrize("name", [DEFAULT_SAMPLE, EXAMPLE_PREFIX + "photorealistic-outdoor-verdant_landscape-050"])
+def test_an_official_path_is_drawn_and_framed_from_outside(manager, name):
     """Loading an example with a camera file frames the viewer on the cloud and the whole path, from outside:
     a path that turns around (the landscape's sweeps 100 degrees) grows the cloud in front of the viewer."""
     s = manager.get("a")
-    b = load_sample(DEFAULT_SAMPLE, 256, 192)
+    b = load_sample(name, 256, 192)
     s.load(b, "256x192", fill="telea")
     s.use_cameras(b.paths[0].cameras)
     cam = s.viewport.server.initial_camera

@@ -567,9 +567,7 @@ class Session:
     def _frame_seeing(self, point: np.ndarray) -> tuple[FrameRecord, float, float] | None:
         """(frame, x, y): the current frame, else the latest generated frame, whose view holds ``point``
         unoccluded (the token there lies no nearer than 85% of the point's depth)."""
-        order = sorted(self.records.values(), key=lambda r: r.frame_id != self.current_frame_id)
-        order = order[:1] + sorted(order[1:], key=lambda r: -r.frame_id)
-        for rec in order:
+        for rec in sorted(self.records.values(), key=lambda r: (r.frame_id != self.current_frame_id, -r.frame_id)):
             summary = rec.attention
             if summary is None:
                 continue
