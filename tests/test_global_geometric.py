@@ -531,3 +531,110 @@ def test_benchmark_scene_merges_exactly_the_kdtree_neighbours():
     np.add.at(expected, nearest[merge], 1)
     assert np.array_equal(counts[: len(before)], expected)  # each merge went to the k-d tree's nearest point
     np.testing.assert_array_equal(g.point_cloud.numpy()[len(before):], new[~merge])  # appended in order
+
+
+def test_merge_observations_is_the_running_mean_of_every_merge():
+    """The compiled merge against plain NumPy: several new points into one stored point, optional colour and
+    embedding, confidence kept at the higher, last-seen and observer set once, rows touched listed once."""
+    from worldstereo.memory.merge_kernels import merge_observations
+
+    rng = np.random.default_rng(5)
+    n, m, d = 50, 400, 6
+    target = np.where(rng.random(m) < 0.7, rng.integers(0, n, m), -1).astype(np.int64)
+    new_pos, new_rgb = rng.random((m, 3), dtype=np.float32), rng.random((m, 3), dtype=np.float32)
+    new_emb, new_conf = rng.random((m, d), dtype=np.float32), rng.random(m, dtype=np.float32)
+    pos, rgb, emb = rng.random((n, 3), dtype=np.float32), rng.random((n, 3), dtype=np.float32), rng.random((n, d), dtype=np.float32)
+    count = rng.integers(1, 5, n).astype(np.int64)
+    conf, last_seen = rng.random(n, dtype=np.float32), np.zeros(n, np.int64)
+    observer, center = np.zeros((n, 3), np.float32), np.array([1.0, 2.0, 3.0], np.float32)
+    want = {}
+    for name, old, new in (("pos", pos, new_pos), ("rgb", rgb, new_rgb), ("emb", emb, new_emb)):
+        total = old.astype(np.float64) * count[:, None]
+        np.add.at(total, target[target >= 0], new[target >= 0])
+        want[name] = total / (count + np.bincount(target[target >= 0], minlength=n))[:, None]
+    want_conf = conf.copy()
+    np.maximum.at(want_conf, target[target >= 0], new_conf[target >= 0])
+    want_count = count + np.bincount(target[target >= 0], minlength=n)
+    touched = merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
+                                 observer, 7, center)
+    hit = target[target >= 0]
+    assert touched.tolist() == list(dict.fromkeys(hit.tolist()))  # distinct, in order of first merge
+    assert (np.bincount(hit, minlength=n) > 2).sum() > 5
+    for name, got in (("pos", pos), ("rgb", rgb), ("emb", emb)):
+        np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(count, want_count) and np.array_equal(conf, want_conf)
+    assert np.array_equal(last_seen > 0, np.bincount(hit, minlength=n) > 0) and set(last_seen[last_seen > 0]) == {7}
+    assert np.array_equal(observer[touched], np.tile(center, (len(touched), 1)))
+    assert not observer[np.setdiff1d(np.arange(n), touched)].any()
+    # without colours or embeddings (0 rows) only positions move
+    rgb_before = rgb.copy()
+    merge_observations(target, new_pos, np.zeros((0, 3), np.float32), np.zeros((0, d), np.float32), new_conf, pos,
+                       rgb, np.zeros((0, d), np.float32), count, conf, last_seen, observer, 8, center)
+    assert np.array_equal(rgb, rgb_before)
+
+
+def test_update_on_gathered_rows_equals_the_in_place_update(monkeypatch):
+    """A device's buffers are merged on gathered rows and written back; on the CPU the same update runs in
+    place. Both give the same memory (forced here on CPU buffers)."""
+    import worldstereo.memory.global_geometric as ggm_module
+
+    rng = np.random.default_rng(6)
+    stored = torch.tensor(rng.random((3000, 3)), dtype=torch.float32)
+    feats = torch.tensor(rng.random((3000, 16)), dtype=torch.float32)
+
+    def run() -> GlobalGeometricMemory:
+        g = small(max_points=10_000)
+        g.initialize(stored, features=feats, colors=torch.rand(3000, 3, generator=torch.Generator().manual_seed(1)))
+        gen = np.random.default_rng(7)
+        for step in range(3):
+            near = stored.numpy()[gen.choice(3000, 800)] + gen.normal(0, 0.005, (800, 3))
+            new = torch.tensor(np.concatenate([near, gen.random((300, 3)) + step + 1]), dtype=torch.float32)
+            g.update(new, pose_at([0, 0, -step]), new_features=torch.tensor(gen.random((1100, 16)), dtype=torch.float32),
+                     colors=torch.tensor(gen.random((1100, 3)), dtype=torch.float32),
+                     confidence=torch.tensor(gen.random(1100), dtype=torch.float32), merge_threshold=0.02)
+        return g
+
+    in_place = run()
+    monkeypatch.setattr(ggm_module, "_edit_in_place", lambda buf: False)
+    gathered = run()
+    assert (in_place.observation_counts > 2).sum() > 50
+    for name in ("point_cloud", "point_colors", "point_embeddings", "observation_counts", "point_confidence",
+                 "last_seen", "observer_centers"):
+        assert torch.equal(getattr(in_place, name), getattr(gathered, name)), name
+
+
+def test_voxel_hash_grows_repacks_and_stays_exact(monkeypatch):
+    """From an empty grid: sparse appends that claim many bricks (table rehash, cell array and pool grown while
+    the compiled pass resumes); every point moved into a small cube, then into another (full runs relocate
+    until dead runs pass twice the points: a repack); a compaction. Every lookup equals a k-d tree's."""
+    builds = []
+    build = VoxelHashGrid.build
+    monkeypatch.setattr(VoxelHashGrid, "build", lambda self, points: (builds.append(len(points)), build(self, points))[1])
+    rng = np.random.default_rng(8)
+    grid = VoxelHashGrid(0.1)
+    pts = np.zeros((0, 3), np.float32)
+    for _ in range(4):
+        extra = (rng.random((6000, 3)) * 40 - 20).astype(np.float32)  # about one point per brick
+        grid.append(extra)
+        pts = np.concatenate([pts, extra])
+    assert grid._state[0] > 10_000 and grid._table.shape[0] >= 3 * grid._state[0] and builds == [0]
+
+    def check(q: np.ndarray) -> None:
+        idx, dist = grid.nearest_within(q, 0.05)
+        d_ref, i_ref = cKDTree(pts).query(q, k=1)
+        np.testing.assert_array_equal(idx, np.where(d_ref <= 0.05, i_ref, -1))
+        np.testing.assert_allclose(dist[idx >= 0], d_ref[idx >= 0], rtol=1e-5)
+        assert (idx >= 0).sum() > len(q) // 4
+
+    check(np.concatenate([pts[:2000] + 0.02, rng.random((2000, 3)) * 40 - 20]).astype(np.float32))
+    everyone = np.arange(len(pts))
+    for corner in (0.0, 5.0):  # 24K points into 2x2x2 cells, twice
+        pts = (corner + rng.random((len(pts), 3)) * 0.2).astype(np.float32)
+        grid.move(everyone, pts)
+    assert len(builds) == 2  # the repack
+    check((5.0 + rng.random((3000, 3)) * 0.22).astype(np.float32))
+    keep = rng.random(len(pts)) < 0.05  # most points go: the grid repacks again
+    grid.compact(keep)
+    pts = pts[keep]
+    assert len(builds) == 3 and grid.num_points == keep.sum()
+    check((5.0 + rng.random((3000, 3)) * 0.2).astype(np.float32))

@@ -30,6 +30,7 @@ from torch import nn
 from worldstereo.camera import CameraParameters, check_finite, check_rotation
 from worldstereo.memory.encoders import FourierPointEncoder
 from worldstereo.memory.latent_injection import INJECTION_METHODS, LatentInjectionHead
+from worldstereo.memory.merge_kernels import merge_observations
 from worldstereo.memory.spatial_index import SPATIAL_INDEXES, SpatialIndex, make_spatial_index
 from worldstereo.memory.voxel_hash import VoxelHashGrid
 
@@ -313,39 +314,13 @@ class GlobalGeometricMemory(nn.Module):
             target, _ = grid.nearest_within(pts_np, merge_threshold)
         else:
             grid, target = self._grid, np.full(m, -1, np.int64)
-        merged = target >= 0
-        src_added = np.flatnonzero(~merged)
+        src_added = np.flatnonzero(target < 0)
         num_added = src_added.shape[0]
         num_merged = m - num_added
         moved_idx = moved_pos = None
         if num_merged:
-            # group the merged new points by target: order sorts them, head starts each group
-            src = np.flatnonzero(merged)
-            order = np.argsort(target[src], kind="stable")
-            src = src[order]
-            tgt = target[src]
-            head = np.flatnonzero(np.concatenate([[True], tgt[1:] != tgt[:-1]]))
-            uniq = tgt[head]
-            k = np.diff(np.append(head, tgt.shape[0]))
-            old = _take(self._count, uniq)
-            w_old = old.astype(np.float32)[:, None]
-            denom = (old + k).astype(np.float32)[:, None]
-
-            def running_mean(buf: torch.Tensor, new: np.ndarray) -> np.ndarray:
-                s = np.add.reduceat(np.take(new, src, axis=0), head, axis=0)
-                mean = (_take(buf, uniq) * w_old + s) / denom
-                _put(buf, uniq, mean)
-                return mean
-
-            moved_idx, moved_pos = uniq, running_mean(self._pos, pts_np)
-            if rgb is not None:
-                running_mean(self._rgb, rgb)
-            if feats is not None:
-                running_mean(self._embedding, feats)
-            _put(self._count, uniq, old + k)
-            _put(self._conf, uniq, np.maximum(_take(self._conf, uniq), np.maximum.reduceat(np.take(conf, src), head)))
-            _put(self._last_seen, uniq, step)
-            _put(self._observer, uniq, center)
+            moved_idx = self._merge_into(target, pts_np, rgb, feats, conf, step, center)
+            moved_pos = _take(self._pos, moved_idx)
 
         # -- append the rest
         new_pos = None
@@ -593,6 +568,36 @@ class GlobalGeometricMemory(nn.Module):
             self._grid = g
         return g
 
+    def _merge_into(self, target: np.ndarray, pts: np.ndarray, rgb: np.ndarray | None, feats: np.ndarray | None,
+                    conf: np.ndarray, step: int, center: np.ndarray) -> np.ndarray:
+        """Merge new point ``i`` into stored point ``target[i]`` (>= 0): running means of position, colour
+        (when ``rgb`` is given) and stored embedding (when ``feats`` is), count + 1, confidence kept at the
+        higher, last-seen ``step`` and observer ``center``. Returns the distinct stored points merged into.
+
+        Compiled, in place on NumPy views of CPU buffers; a device's buffers have the rows gathered,
+        merged on the CPU and written back.
+        """
+        none3 = np.zeros((0, 3), np.float32)
+        explicit = feats is not None
+        new_emb = np.ascontiguousarray(feats) if explicit else np.zeros((0, self.point_cloud_dim), np.float32)
+        new_rgb = np.ascontiguousarray(rgb) if rgb is not None else none3
+        bufs = [self._pos, self._rgb, self._embedding, self._count, self._conf, self._last_seen, self._observer]
+        if _edit_in_place(self._pos):
+            rows = [b.detach().numpy() for b in bufs]
+            if not explicit:
+                rows[2] = new_emb
+            return merge_observations(target, pts, new_rgb, new_emb, conf, rows[0], rows[1], rows[2], rows[3], rows[4],
+                                      rows[5], rows[6], step, center)
+        uniq, local = np.unique(target, return_inverse=True)
+        if uniq[0] < 0:  # -1 (no merge) sorts first
+            uniq, local = uniq[1:], local - 1
+        rows = [_take(b, uniq) if explicit or b is not self._embedding else new_emb for b in bufs]
+        merge_observations(local.astype(np.int64), pts, new_rgb, new_emb, conf, *rows, step, center)
+        for b, r in zip(bufs, rows, strict=True):
+            if explicit or b is not self._embedding:
+                _put(b, uniq, r)
+        return uniq
+
     def _reserve(self, size: int) -> None:
         """Grow every per-point buffer to hold ``size`` points (capacity doubles; contents kept)."""
         cap = self._pos.shape[0]
@@ -671,6 +676,11 @@ def _weighted_rows(weights: torch.Tensor, index: torch.Tensor, table: torch.Tens
     return torch.cat([
         torch.einsum("qk,qkd->qd", weights[s : s + chunk], table[index[s : s + chunk]]) for s in range(0, q, chunk)
     ])
+
+
+def _edit_in_place(buf: torch.Tensor) -> bool:
+    """Whether compiled kernels may edit ``buf`` through a NumPy view (a CPU tensor)."""
+    return buf.device.type == "cpu"
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
