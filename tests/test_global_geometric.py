@@ -555,10 +555,11 @@ def test_merge_observations_is_the_running_mean_of_every_merge():
     want_conf = conf.copy()
     np.maximum.at(want_conf, target[target >= 0], new_conf[target >= 0])
     want_count = count + np.bincount(target[target >= 0], minlength=n)
-    touched = merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
+    touched, moved = merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
                                  observer, 7, center)
     hit = target[target >= 0]
     assert touched.tolist() == list(dict.fromkeys(hit.tolist()))  # distinct, in order of first merge
+    assert np.array_equal(moved, pos[touched])
     assert (np.bincount(hit, minlength=n) > 2).sum() > 5
     for name, got in (("pos", pos), ("rgb", rgb), ("emb", emb)):
         np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-6)

@@ -319,8 +319,7 @@ class GlobalGeometricMemory(nn.Module):
         num_merged = m - num_added
         moved_idx = moved_pos = None
         if num_merged:
-            moved_idx = self._merge_into(target, pts_np, rgb, feats, conf, step, center)
-            moved_pos = _take(self._pos, moved_idx)
+            moved_idx, moved_pos = self._merge_into(target, pts_np, rgb, feats, conf, step, center)
 
         # -- append the rest
         new_pos = None
@@ -569,10 +568,11 @@ class GlobalGeometricMemory(nn.Module):
         return g
 
     def _merge_into(self, target: np.ndarray, pts: np.ndarray, rgb: np.ndarray | None, feats: np.ndarray | None,
-                    conf: np.ndarray, step: int, center: np.ndarray) -> np.ndarray:
+                    conf: np.ndarray, step: int, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Merge new point ``i`` into stored point ``target[i]`` (>= 0): running means of position, colour
         (when ``rgb`` is given) and stored embedding (when ``feats`` is), count + 1, confidence kept at the
-        higher, last-seen ``step`` and observer ``center``. Returns the distinct stored points merged into.
+        higher, last-seen ``step`` and observer ``center``. Returns the distinct stored points merged into
+        (U,) and their new positions (U, 3).
 
         Compiled, in place on NumPy views of CPU buffers; a device's buffers have the rows gathered,
         merged on the CPU and written back.
@@ -592,11 +592,11 @@ class GlobalGeometricMemory(nn.Module):
         if uniq[0] < 0:  # -1 (no merge) sorts first
             uniq, local = uniq[1:], local - 1
         rows = [_take(b, uniq) if explicit or b is not self._embedding else new_emb for b in bufs]
-        merge_observations(local.astype(np.int64), pts, new_rgb, new_emb, conf, *rows, step, center)
+        touched, moved = merge_observations(local.astype(np.int64), pts, new_rgb, new_emb, conf, *rows, step, center)
         for b, r in zip(bufs, rows, strict=True):
             if explicit or b is not self._embedding:
                 _put(b, uniq, r)
-        return uniq
+        return uniq[touched], moved
 
     def _reserve(self, size: int) -> None:
         """Grow every per-point buffer to hold ``size`` points (capacity doubles; contents kept)."""

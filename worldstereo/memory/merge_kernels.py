@@ -33,7 +33,8 @@ def merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, em
         count, last_seen: (N,) int64; every ``last_seen`` must be below ``step``.
         conf: (N,) float32. observer: (N, 3) float32. center: (3,) float32.
     Returns:
-        (U,) int64 the distinct rows merged into, in order of first merge.
+        rows: (U,) int64 the distinct rows merged into, in order of first merge.
+        moved: (U, 3) float32 their new positions.
     """
     touched = np.empty(target.shape[0], np.int64)
     nt = 0
@@ -61,4 +62,7 @@ def merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, em
                 emb[u, d] = (emb[u, d] * w + new_emb[i, d]) / den
         conf[u] = max(conf[u], new_conf[i])
         count[u] = c + 1
-    return touched[:nt].copy()
+    moved = np.empty((nt, 3), np.float32)
+    for j in range(nt):  # rows just written: in cache
+        moved[j, 0], moved[j, 1], moved[j, 2] = pos[touched[j], 0], pos[touched[j], 1], pos[touched[j], 2]
+    return touched[:nt].copy(), moved

@@ -82,11 +82,10 @@ def _slot_of(key, table, mask, shift):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _nearest_kernel(q, order, inv_cell, radius, limit, table, table_bits, cells, pxyz, ppt, index, dist):  # pragma: no cover
+def _nearest_kernel(q, inv_cell, radius, limit, table, table_bits, cells, pxyz, ppt, index, dist):  # pragma: no cover
     """Compiled body of :meth:`VoxelHashGrid.nearest_within`, parallel over the queries.
 
-    Queries are visited in ``order`` (neighbouring queries then share bricks, cells and records in
-    cache). Per query: the 2x2x2 cells nearest to it, its own cell first and the others by the number
+    Per query: the 2x2x2 cells nearest to it, its own cell first and the others by the number
     of faces between; a cell is skipped when its box is farther than ``limit`` squared cells or than the
     best candidate so far (a sure miss, with a 1e-5 relative margin for float32 rounding). A cell's brick
     is looked up once per distinct brick, and every record of the cell checked in float32 as
@@ -97,8 +96,7 @@ def _nearest_kernel(q, order, inv_cell, radius, limit, table, table_bits, cells,
     shift = np.uint64(64 - table_bits)
     r2 = radius * radius
     to_cells = (1.0 + 1e-5) * inv_cell * inv_cell  # squared scene units -> squared cells, with the margin
-    for j in numba.prange(q.shape[0]):
-        i = order[j]
+    for i in numba.prange(q.shape[0]):
         qx, qy, qz = q[i, 0], q[i, 1], q[i, 2]
         nx, fx, gx = _axis_cells(qx, inv_cell)
         ny, fy, gy = _axis_cells(qy, inv_cell)
@@ -191,10 +189,35 @@ def _claim_brick(slot, key, table, cells, state):  # pragma: no cover - compiled
     return b
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _plan_kernel(pts, xyz, inv_cell, table, table_bits, pxyz, rec, plan):  # pragma: no cover - compiled
+    """The parallel first pass of an update, for every item ``i`` (point ``pts[i]`` to ``xyz[i]``):
+
+    a stored point that stays in its cell has its record's copy rewritten here (``plan[i] = -2``, done);
+    otherwise ``plan[i]`` is its new cell if that cell's brick exists, else -1 (claimed later, in order).
+    The items name distinct points, so no two write the same record; the table is only read.
+    """
+    mask = (np.int64(1) << table_bits) - 1
+    shift = np.uint64(64 - table_bits)
+    for i in numba.prange(pts.shape[0]):
+        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+        cx, cy, cz = _cell_of(x, inv_cell), _cell_of(y, inv_cell), _cell_of(z, inv_cell)
+        s = rec[pts[i]]
+        if s >= 0 and (_cell_of(pxyz[s, 0], inv_cell) == cx and _cell_of(pxyz[s, 1], inv_cell) == cy
+                       and _cell_of(pxyz[s, 2], inv_cell) == cz):
+            pxyz[s, 0], pxyz[s, 1], pxyz[s, 2] = x, y, z  # a move within its cell: the record follows
+            plan[i] = -2
+            continue
+        brick = table[_slot_of(_brick_key(cx, cy, cz), table, mask, shift), 1]
+        plan[i] = brick * _BRICK + _local(cx, cy, cz) if brick >= 0 else -1
+
+
 @numba.njit(cache=True, nogil=True)
-def _place_kernel(first, order, pts, xyz, inv_cell, table, table_bits, max_bricks, cells, pxyz, ppt, rec, pcell, state):  # pragma: no cover - compiled
-    """Put point ``pts[i]`` at ``xyz[i]`` for ``i = order[first], order[first + 1], ..``: a point without a record (``rec[p] < 0``)
-    gets one, a stored point's record follows it (within its cell, or to another cell).
+def _place_kernel(first, order, plan, pts, xyz, inv_cell, table, table_bits, max_bricks, cells, pxyz, ppt, rec, pcell,
+                  state):  # pragma: no cover - compiled
+    """The sequential second pass of an update (after :func:`_plan_kernel`): for items ``i = order[first],
+    order[first + 1], ..`` not done, a point without a record (``rec[p] < 0``) gets one in its cell, a stored
+    point's record moves to its new cell; absent bricks are claimed.
 
     ``state`` = [bricks, pool end, dead pool slots], updated in place. Stops, before changing anything
     for item ``order[j]``, when it needs a brick past ``max_bricks`` or pool room past the pool's length,
@@ -202,27 +225,31 @@ def _place_kernel(first, order, pts, xyz, inv_cell, table, table_bits, max_brick
     """
     mask = (np.int64(1) << table_bits) - 1
     shift = np.uint64(64 - table_bits)
+    last_key, last_brick = np.int64(-1), np.int64(-1)  # items come grouped by brick: one probe per new brick
     for j in range(first, pts.shape[0]):
         i = order[j]
+        c = plan[i]
+        if c == -2:
+            continue
         p = pts[i]
         x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
-        cx, cy, cz = _cell_of(x, inv_cell), _cell_of(y, inv_cell), _cell_of(z, inv_cell)
-        s = rec[p]
-        if s >= 0 and (_cell_of(pxyz[s, 0], inv_cell) == cx and _cell_of(pxyz[s, 1], inv_cell) == cy
-                       and _cell_of(pxyz[s, 2], inv_cell) == cz):
-            pxyz[s, 0], pxyz[s, 1], pxyz[s, 2] = x, y, z  # a move within its cell: the record follows
-            continue
-        key = _brick_key(cx, cy, cz)
-        slot = _slot_of(key, table, mask, shift)
-        brick = table[slot, 1]
-        if brick < 0 and (state[0] >= max_bricks or state[1] + _MIN_RUN > pxyz.shape[0]):
-            return j
-        if brick < 0:
-            brick = _claim_brick(slot, key, table, cells, state)
-        c = brick * _BRICK + _local(cx, cy, cz)
+        if c < 0:  # its brick was absent in the first pass: an earlier item may have claimed it since
+            cx, cy, cz = _cell_of(x, inv_cell), _cell_of(y, inv_cell), _cell_of(z, inv_cell)
+            key = _brick_key(cx, cy, cz)
+            if key != last_key:
+                slot = _slot_of(key, table, mask, shift)
+                brick = table[slot, 1]
+                if brick < 0 and (state[0] >= max_bricks or state[1] + _MIN_RUN > pxyz.shape[0]):
+                    return j
+                if brick < 0:
+                    brick = _claim_brick(slot, key, table, cells, state)
+                last_key, last_brick = key, brick
+            c = last_brick * _BRICK + _local(cx, cy, cz)
+            plan[i] = c  # (kept if this call stops below and resumes)
         grow = max(_MIN_RUN, 2 * cells[c, 2])
         if cells[c, 1] == cells[c, 2] and state[1] + grow > pxyz.shape[0]:
-            return j  # (a claimed brick with no record yet is harmless)
+            return j
+        s = rec[p]
         if s >= 0:
             _remove_record(s, pcell[p], cells, pxyz, ppt, rec)
         n = cells[c, 1]
@@ -406,9 +433,11 @@ class VoxelHashGrid:
         xyz = np.ascontiguousarray(np.concatenate([mov, app]))
         # grouped by brick: neighbouring items share bricks, cells and runs in cache (2x faster)
         order = _brick_order(xyz, 0.25 * self._inv_cell) if k + p > 4096 else np.arange(k + p)
+        plan = np.empty(k + p, np.int64)
+        _plan_kernel(pts, xyz, self._inv_cell, self._table, self._table_bits, self._pxyz, self._rec, plan)
         first = 0
         while first < k + p:
-            first = _place_kernel(first, order, pts, xyz, self._inv_cell, self._table, self._table_bits, self._max_bricks(),
+            first = _place_kernel(first, order, plan, pts, xyz, self._inv_cell, self._table, self._table_bits, self._max_bricks(),
                                   self._cells, self._pxyz, self._ppt, self._rec, self._pcell, self._state)
             if first < k + p:  # out of bricks or pool room: grow (doubling) and go on
                 self._make_room_for_bricks()
@@ -450,10 +479,14 @@ class VoxelHashGrid:
             dist.fill(np.inf)
             return index, dist
         limit = (1.0 + 1e-5) * (radius / self.cell_size) ** 2
-        # queries grouped by brick: 200K queries over 1M points, 57 ms in their own (random) order, 27 ms sorted
-        order = _brick_order(q, 0.25 * self._inv_cell) if m > 4096 else np.arange(m)
-        _nearest_kernel(q, order, self._inv_cell, np.float32(radius), limit, self._table, self._table_bits,
-                        self._cells, self._pxyz, self._ppt, index, dist)
+        order = None
+        if m > 4096:  # queries grouped by brick share bricks, cells and records in cache: 200K queries over
+            order = _brick_order(q, 0.25 * self._inv_cell)  # 1M points, 57 ms in their own order, 19 ms sorted
+            q = np.take(q, order, axis=0)
+        _nearest_kernel(q, self._inv_cell, np.float32(radius), limit, self._table, self._table_bits, self._cells,
+                        self._pxyz, self._ppt, index, dist)
+        if order is not None:
+            index[order], dist[order] = index.copy(), dist.copy()
         return index, dist
 
     # ------------------------------------------------------------------ storage
