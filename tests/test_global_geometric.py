@@ -178,8 +178,14 @@ def test_voxel_hash_matches_kdtree_after_appends_and_moves():
     assert (idx >= 0).sum() > 500 and (idx < 0).sum() > 500
     np.testing.assert_array_equal(idx, expect)
     np.testing.assert_allclose(dist[idx >= 0], d_ref[idx >= 0], rtol=1e-5)
+    order = grid.brick_order(q)  # queries grouped by brick: same answers, in the queries' own order
+    assert sorted(order.tolist()) == list(range(len(q))) and not np.array_equal(order, np.arange(len(q)))
+    idx2, dist2 = grid.nearest_within(q, 0.05, order=order)
+    assert np.array_equal(idx2, idx) and np.array_equal(dist2, dist)
     with pytest.raises(ValueError, match="radius"):
         grid.nearest_within(q, 0.06)
+    with pytest.raises(ValueError, match="order"):
+        grid.nearest_within(q, 0.05, order=order[:-1])
 
 
 def test_voxel_hash_batch_update_and_compact_match_kdtree():
@@ -555,10 +561,11 @@ def test_merge_observations_is_the_running_mean_of_every_merge():
     want_conf = conf.copy()
     np.maximum.at(want_conf, target[target >= 0], new_conf[target >= 0])
     want_count = count + np.bincount(target[target >= 0], minlength=n)
-    touched, moved = merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
+    order = rng.permutation(m)
+    touched, moved = merge_observations(target, order, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
                                  observer, 7, center)
     hit = target[target >= 0]
-    assert touched.tolist() == list(dict.fromkeys(hit.tolist()))  # distinct, in order of first merge
+    assert touched.tolist() == list(dict.fromkeys(target[order][target[order] >= 0].tolist()))  # in order of first merge
     assert np.array_equal(moved, pos[touched])
     assert (np.bincount(hit, minlength=n) > 2).sum() > 5
     for name, got in (("pos", pos), ("rgb", rgb), ("emb", emb)):
@@ -569,7 +576,7 @@ def test_merge_observations_is_the_running_mean_of_every_merge():
     assert not observer[np.setdiff1d(np.arange(n), touched)].any()
     # without colours or embeddings (0 rows) only positions move
     rgb_before = rgb.copy()
-    merge_observations(target, new_pos, np.zeros((0, 3), np.float32), np.zeros((0, d), np.float32), new_conf, pos,
+    merge_observations(target, order, new_pos, np.zeros((0, 3), np.float32), np.zeros((0, d), np.float32), new_conf, pos,
                        rgb, np.zeros((0, d), np.float32), count, conf, last_seen, observer, 8, center)
     assert np.array_equal(rgb, rgb_before)
 

@@ -311,15 +311,16 @@ class GlobalGeometricMemory(nn.Module):
         # -- merge lookup (voxel hash over the stored points, no tree rebuild)
         if self._n and m:
             grid = self._merge_grid(merge_threshold)
-            target, _ = grid.nearest_within(pts_np, merge_threshold)
+            order = grid.brick_order(pts_np)  # lookups and merges grouped by brick: neighbours in cache
+            target, _ = grid.nearest_within(pts_np, merge_threshold, order=order)
         else:
-            grid, target = self._grid, np.full(m, -1, np.int64)
+            grid, target, order = self._grid, np.full(m, -1, np.int64), np.arange(m)
         src_added = np.flatnonzero(target < 0)
         num_added = src_added.shape[0]
         num_merged = m - num_added
         moved_idx = moved_pos = None
         if num_merged:
-            moved_idx, moved_pos = self._merge_into(target, pts_np, rgb, feats, conf, step, center)
+            moved_idx, moved_pos = self._merge_into(target, order, pts_np, rgb, feats, conf, step, center)
 
         # -- append the rest
         new_pos = None
@@ -567,9 +568,9 @@ class GlobalGeometricMemory(nn.Module):
             self._grid = g
         return g
 
-    def _merge_into(self, target: np.ndarray, pts: np.ndarray, rgb: np.ndarray | None, feats: np.ndarray | None,
+    def _merge_into(self, target: np.ndarray, order: np.ndarray, pts: np.ndarray, rgb: np.ndarray | None, feats: np.ndarray | None,
                     conf: np.ndarray, step: int, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Merge new point ``i`` into stored point ``target[i]`` (>= 0): running means of position, colour
+        """Merge new point ``i`` into stored point ``target[i]`` (>= 0), ``i`` in ``order``: running means of position, colour
         (when ``rgb`` is given) and stored embedding (when ``feats`` is), count + 1, confidence kept at the
         higher, last-seen ``step`` and observer ``center``. Returns the distinct stored points merged into
         (U,) and their new positions (U, 3).
@@ -586,13 +587,13 @@ class GlobalGeometricMemory(nn.Module):
             rows = [b.detach().numpy() for b in bufs]
             if not explicit:
                 rows[2] = new_emb
-            return merge_observations(target, pts, new_rgb, new_emb, conf, rows[0], rows[1], rows[2], rows[3], rows[4],
+            return merge_observations(target, order, pts, new_rgb, new_emb, conf, rows[0], rows[1], rows[2], rows[3], rows[4],
                                       rows[5], rows[6], step, center)
         uniq, local = np.unique(target, return_inverse=True)
         if uniq[0] < 0:  # -1 (no merge) sorts first
             uniq, local = uniq[1:], local - 1
         rows = [_take(b, uniq) if explicit or b is not self._embedding else new_emb for b in bufs]
-        touched, moved = merge_observations(local.astype(np.int64), pts, new_rgb, new_emb, conf, *rows, step, center)
+        touched, moved = merge_observations(local.astype(np.int64), order, pts, new_rgb, new_emb, conf, *rows, step, center)
         for b, r in zip(bufs, rows, strict=True):
             if explicit or b is not self._embedding:
                 _put(b, uniq, r)

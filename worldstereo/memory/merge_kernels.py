@@ -2,7 +2,7 @@
 
 Used by :meth:`GlobalGeometricMemory.update` on NumPy arrays: views of its CPU buffers, or rows
 gathered from a device's buffers. One pass over the new points, O(new points), no sorting or
-grouping: each merging point updates its target's running mean in place, in index order.
+grouping: each merging point updates its target's running mean in place, in a given order.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ __all__ = ["merge_observations"]
 
 
 @numba.njit(cache=True, nogil=True)
-def merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
+def merge_observations(target, order, new_pos, new_rgb, new_emb, new_conf, pos, rgb, emb, count, conf, last_seen,
                        observer, step, center):  # pragma: no cover - compiled
-    """Merge new point ``i`` into stored row ``u = target[i]`` for every ``target[i] >= 0``, in index order.
+    """Merge new point ``i`` into stored row ``u = target[i]`` for every ``target[i] >= 0``, ``i`` in ``order``.
 
     Per merge, in float32 and in place: ``pos[u] = (pos[u] * c + new_pos[i]) / (c + 1)`` with ``c =
     count[u]`` (likewise ``rgb`` and ``emb``), ``count[u] = c + 1``, ``conf[u]`` the larger of its own and
@@ -25,6 +25,8 @@ def merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, em
 
     Args:
         target: (M,) int64 stored row of each new point, -1 where it does not merge.
+        order: (M,) int64 a permutation: the order of the merges (rows near in memory near in order run
+            faster; the running means do not depend on it beyond float32 rounding).
         new_pos, new_rgb, new_emb: (M, 3), (M, 3), (M, D) float32 observations; ``new_rgb`` or ``new_emb``
             with 0 rows: that attribute is left as it is.
         new_conf: (M,) float32 confidence of each new point.
@@ -40,7 +42,8 @@ def merge_observations(target, new_pos, new_rgb, new_emb, new_conf, pos, rgb, em
     nt = 0
     has_rgb = new_rgb.shape[0] > 0
     has_emb = new_emb.shape[0] > 0
-    for i in range(target.shape[0]):
+    for j in range(order.shape[0]):
+        i = order[j]
         u = target[i]
         if u < 0:
             continue
