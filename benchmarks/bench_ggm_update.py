@@ -6,7 +6,8 @@ merge threshold, 0.01, in each direction, jittered); 100K new points re-observe 
 Ours: ``GlobalGeometricMemory.update`` (defaults: 256-d embeddings, kd_tree; ``max_points`` 2M):
 voxel-hash merge lookup, running means, appends, bookkeeping, all included. The memory's merge
 index and buffer capacity already exist (from an earlier update, as in a running pipeline); each timed update
-starts from a fresh copy of the same state, made outside the timed region.
+starts from a fresh copy of the same state, made outside the timed region. Ours and the reference
+alternate, 5 times each; the figures are their medians.
 Reference: what an update costs without an incremental index: rebuild a scipy ``cKDTree`` over the
 1M stored points, query the 200K new points' nearest (all cores), threshold -> merge mask.
 """
@@ -43,14 +44,10 @@ def _scene() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(stored.astype(np.float32)), torch.from_numpy(new.astype(np.float32))
 
 
-def _timed(fn, setup) -> float:
-    samples = []
-    for _ in range(REPEATS):
-        arg = setup()
-        t0 = time.perf_counter()
-        fn(arg)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+def _ms(fn, arg) -> float:
+    t0 = time.perf_counter()
+    fn(arg)
+    return (time.perf_counter() - t0) * 1e3
 
 
 def run() -> BenchResult:
@@ -66,7 +63,6 @@ def run() -> BenchResult:
     def ours(mem: GlobalGeometricMemory) -> None:
         stats.update(mem.update(new, pose, merge_threshold=THRESHOLD))
 
-    ours_ms = _timed(ours, lambda: copy.deepcopy(base))
     stored_np, new_np = base.point_cloud.numpy(), new.numpy()
 
     def reference(_: None) -> None:
@@ -75,7 +71,12 @@ def run() -> BenchResult:
         merge = dist <= THRESHOLD
         assert abs(int(merge.sum()) - stats["num_merged"]) == 0
 
-    ref_ms = _timed(reference, lambda: None)
+    # interleaved, so that both see the same machine (a busy spell slows both, not one)
+    ours_ms, ref_ms = [], []
+    for _ in range(REPEATS):
+        ours_ms.append(_ms(ours, copy.deepcopy(base)))
+        ref_ms.append(_ms(reference, None))
+    ours_ms, ref_ms = statistics.median(ours_ms), statistics.median(ref_ms)
     print(f"  ggm_update: merged {stats['num_merged']}, added {stats['num_added']}, "
           f"total {stats['total_points']}")
     return BenchResult(
