@@ -374,7 +374,7 @@ class VoxelHashGrid:
         self._state = np.zeros(3, np.int64)  # bricks, pool end, dead pool slots
         self._alloc_table(max(n // 128, 64))
         self._cells = np.empty((max(n // 128, 64) * _BRICK, 3), np.int32)  # (offset, count, room) per cell
-        self._pcell = np.empty(max(2 * n, 1024), np.int64)  # point -> its cell
+        self._pcell = np.empty(max(2 * n, 1024), np.int32)  # point -> its cell
         first = 0
         while first < n:  # claim bricks, growing the table and the cell array as they fill
             first = _cells_kernel(first, points, self._inv_cell, self._table, self._table_bits, self._max_bricks(),
@@ -396,7 +396,7 @@ class VoxelHashGrid:
         self._state[1] = int(room.sum())
         self._pxyz = np.empty((max(2 * int(self._state[1]), 1024), 3), np.float32)
         self._ppt = np.empty(self._pxyz.shape[0], np.int32)
-        self._rec = np.empty(self._pcell.shape[0], np.int64)  # point -> its record
+        self._rec = np.empty(self._pcell.shape[0], np.int32)  # point -> its record
         _fill_kernel(points, self._pcell, self._cells, self._pxyz, self._ppt, self._rec)
 
     def append(self, points: np.ndarray) -> None:
