@@ -646,3 +646,44 @@ def test_voxel_hash_grows_repacks_and_stays_exact(monkeypatch):
     pts = pts[keep]
     assert len(builds) == 3 and grid.num_points == keep.sum()
     check((5.0 + rng.random((3000, 3)) * 0.2).astype(np.float32))
+
+
+_CONCURRENT = r"""
+import sys, threading
+import numba, numpy as np
+from worldstereo.memory.voxel_hash import VoxelHashGrid
+rng = np.random.default_rng(9)
+jobs = [(rng.random((20_000, 3), dtype=np.float32), rng.random((8000, 3), dtype=np.float32)) for _ in range(4)]
+
+def work(pts, q):
+    grid = VoxelHashGrid(0.05)
+    grid.build(pts[:10_000])
+    for k in range(3):
+        grid.update(np.arange(0, 10_000, 3), pts[:10_000:3] + 0.001 * (k + 1), pts[10_000 + 2000 * k : 12_000 + 2000 * k])
+    return grid.nearest_within(q, 0.02)
+
+serial = [work(*job) for job in jobs]
+results = [None] * len(jobs)
+threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, work(*jobs[i]))) for i in range(len(jobs))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+same = all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(serial, results))
+print(numba.threading_layer(), same, min(int((a[0] >= 0).sum()) for a in serial))
+"""
+
+
+def test_voxel_hash_from_concurrent_threads_equals_serial():
+    """App sessions update their memories at the same time: parallel kernels launched from several threads give
+    the serial answers, also under numba's workqueue layer (used where neither OpenMP nor TBB is available),
+    which aborts the whole process on concurrent launches unless they are serialised (a fresh process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    out = subprocess.run([sys.executable, "-c", _CONCURRENT], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    layer, same, merged = out.stdout.split()
+    assert layer == "workqueue" and same == "True" and int(merged) > 1000

@@ -1,5 +1,5 @@
 """Process settings of the entry points: freed large blocks are reused, not re-faulted (page-fault counts in fresh
-processes, so the test process's own setting does not interfere)."""
+processes, so the test process's own setting does not interfere); the merge kernels are warmed up in the background."""
 
 from __future__ import annotations
 
@@ -38,3 +38,27 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     assert default > 10 * pages  # glibc maps and unmaps the block every time: every page faults again
     # the same pages serve the iterations (a few re-faults remain where the kernel reclaims idle pages)
     assert tuned < default / 3, (default, tuned)
+
+
+def test_warm_up_compiles_every_merge_kernel_and_never_raises(monkeypatch, caplog):
+    import worldstereo.memory.global_geometric as ggm
+    from worldstereo.memory import merge_kernels, voxel_hash
+    from worldstereo.runtime import warm_up
+
+    ggm.compile_merge_kernels()  # raises if any kernel fails; compiles or loads every one
+    kernels = [getattr(voxel_hash, n) for n in dir(voxel_hash) if n.endswith("_kernel") or n == "_brick_order"]
+    kernels.append(merge_kernels.merge_observations)
+    assert len(kernels) >= 8
+    assert all(k.signatures for k in kernels), [k.__name__ for k in kernels if not k.signatures]
+    thread = warm_up()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and thread.daemon
+
+    def broken() -> None:
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(ggm, "compile_merge_kernels", broken)
+    with caplog.at_level("WARNING", logger="worldstereo.runtime"):
+        thread = warm_up()
+        thread.join(timeout=60)
+    assert "warming up the merge kernels failed" in caplog.text

@@ -14,7 +14,7 @@ from ui.config import AppConfig
 from ui.page import PAGE_CSS, build_page
 from ui.sessions import SessionManager
 from ui.viser_proxy import add_viser_proxy
-from worldstereo.runtime import keep_freed_memory
+from worldstereo.runtime import keep_freed_memory, warm_up
 
 
 @dataclass
@@ -49,6 +49,7 @@ def build_app(config: AppConfig | None = None) -> ExplorerApp:
     """FastAPI app = viser proxy under ``/viser/<token>/`` + the Gradio page at ``/`` (one port)."""
     limit_malloc_arenas()
     keep_freed_memory()  # frames reuse freed pages; release_memory() trims after each generation
+    warm_up()  # the merge kernels compile (or load) before the first Generate
     config = config or AppConfig()
     sessions = SessionManager(config)
 

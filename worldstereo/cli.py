@@ -699,9 +699,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     args.debug = bool(getattr(args, "debug", False)) or debug_from_env()
-    from worldstereo.runtime import keep_freed_memory
+    from worldstereo.runtime import keep_freed_memory, warm_up
 
     keep_freed_memory()  # per-frame temporaries reuse freed pages (see worldstereo.runtime)
+    if args.command in ("generate", "eval"):
+        warm_up()  # the merge kernels compile (or load) while depth and the first frame are computed
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -13,9 +13,13 @@ faults, 0.7 s sys, same peak RSS. The app still hands memory back after each gen
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
+import threading
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "warm_up"]
+
+log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -46,3 +50,24 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _done
+
+
+def warm_up() -> threading.Thread:
+    """Compile (or load from numba's cache) the GGM's merge kernels in a daemon thread; returns it.
+
+    Entry points start it early, so that the first memory update does not wait for the compiler
+    (about 6 s once per install, 0.4 s later); a failure is logged, and the first update then
+    compiles in line as it would have.
+    """
+
+    def run() -> None:
+        try:
+            from worldstereo.memory.global_geometric import compile_merge_kernels
+
+            compile_merge_kernels()
+        except Exception:  # noqa: BLE001 - a warm-up must never take the entry point down
+            log.warning("warming up the merge kernels failed; the first update compiles them", exc_info=True)
+
+    thread = threading.Thread(target=run, name="worldstereo-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -657,6 +657,21 @@ class GlobalGeometricMemory(nn.Module):
         return excess
 
 
+def compile_merge_kernels() -> None:
+    """Compile (or load from numba's cache) every kernel of the merge path, on a tiny memory.
+
+    The first process after an install compiles them (about 6 s on 2 cores), later ones load them
+    (about 0.4 s); entry points call this in the background (``worldstereo.runtime.warm_up``) so the
+    first update does not wait.
+    """
+    rng = np.random.default_rng(0)
+    mem = GlobalGeometricMemory(point_cloud_dim=2, feature_dim=2, max_points=6000)
+    mem.initialize(torch.from_numpy(rng.random((200, 3), dtype=np.float32)))
+    near = mem.point_cloud[rng.integers(0, 200, 100)] + 0.001
+    far = torch.from_numpy(rng.random((6000, 3), dtype=np.float32) * 20)  # > 4096 new points, past capacity
+    mem.update(torch.cat([near, far]), torch.eye(4), merge_threshold=0.01)
+
+
 def _weighted_rows(weights: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """``out[q] = sum_j weights[q, j] * table[index[q, j]]``: (Q, k), (Q, k), (N, D) -> (Q, D).
 

@@ -28,6 +28,8 @@ it. The loops are compiled with numba; the lookup runs over the queries in paral
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -40,6 +42,10 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAX_LOAD = 3  # the table holds at most 1/_MAX_LOAD as many bricks as slots
 _BRICK = 64  # cells per brick (4 x 4 x 4)
 _MIN_RUN = 4  # room of a cell's first run
+# One parallel kernel at a time per process: each already uses every core, and numba's fallback threading
+# layer (workqueue, where neither OpenMP nor TBB is available) aborts the process on concurrent launches,
+# which app sessions generating at once would make.
+_PARALLEL = threading.Lock()
 
 
 # ---------------------------------------------------------------------------- compiled helpers
@@ -434,7 +440,8 @@ class VoxelHashGrid:
         # grouped by brick: neighbouring items share bricks, cells and runs in cache (2x faster)
         order = _brick_order(xyz, 0.25 * self._inv_cell) if k + p > 4096 else np.arange(k + p)
         plan = np.empty(k + p, np.int64)
-        _plan_kernel(pts, xyz, self._inv_cell, self._table, self._table_bits, self._pxyz, self._rec, plan)
+        with _PARALLEL:
+            _plan_kernel(pts, xyz, self._inv_cell, self._table, self._table_bits, self._pxyz, self._rec, plan)
         first = 0
         while first < k + p:
             first = _place_kernel(first, order, plan, pts, xyz, self._inv_cell, self._table, self._table_bits, self._max_bricks(),
@@ -495,8 +502,9 @@ class VoxelHashGrid:
             order = _brick_order(q, 0.25 * self._inv_cell)  # 200K queries over 1M points: 57 ms unsorted, 19 ms
         if order is not None:
             q = np.take(q, order, axis=0)
-        _nearest_kernel(q, self._inv_cell, np.float32(radius), limit, self._table, self._table_bits, self._cells,
-                        self._pxyz, self._ppt, index, dist)
+        with _PARALLEL:
+            _nearest_kernel(q, self._inv_cell, np.float32(radius), limit, self._table, self._table_bits, self._cells,
+                            self._pxyz, self._ppt, index, dist)
         if order is not None:
             index[order], dist[order] = index.copy(), dist.copy()
         return index, dist
