@@ -27,17 +27,22 @@ K = 32
 CHUNK = 4096
 
 
-def run() -> BenchResult:
+def scene() -> tuple[torch.Tensor, torch.Tensor, CameraParameters, int]:
+    """(N, 3) memory points, (1, Q, 3) query points near them, the query camera, k."""
     rng = np.random.default_rng(0)
     xy = rng.random((NUM_POINTS, 2)) * 3.0
     pts = np.stack([xy[:, 0], xy[:, 1], np.sin(xy[:, 0])], 1).astype(np.float32)
     qxy = rng.random((NUM_QUERIES, 2)) * 3.0
     q = np.stack([qxy[:, 0], qxy[:, 1], np.sin(qxy[:, 0])], 1) + rng.normal(0, 0.01, (NUM_QUERIES, 3))
-    q = q.astype(np.float32)
-    mem = GlobalGeometricMemory(num_neighbors=K)
-    mem.initialize(torch.from_numpy(pts))
     cam = CameraParameters.look_at([1.5, 1.5, -4.0], [1.5, 1.5, 0.0], width=64, height=64)
-    qt = torch.from_numpy(q).unsqueeze(0)
+    return torch.from_numpy(pts), torch.from_numpy(q.astype(np.float32)).unsqueeze(0), cam, K
+
+
+def run() -> BenchResult:
+    points, qt, cam, _ = scene()
+    pts, q = points.numpy(), qt[0].numpy()
+    mem = GlobalGeometricMemory(num_neighbors=K)
+    mem.initialize(points)
 
     def ours() -> torch.Tensor:
         mem._changed()  # cold cache: rebuild the k-NN tree as the reference does
