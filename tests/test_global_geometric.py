@@ -687,3 +687,28 @@ def test_voxel_hash_from_concurrent_threads_equals_serial():
     assert out.returncode == 0, out.stderr[-2000:]
     layer, same, merged = out.stdout.split()
     assert layer == "workqueue" and same == "True" and int(merged) > 1000
+
+
+def test_observe_in_place_equals_the_gathered_path(monkeypatch):
+    """``observe`` on CPU buffers (one compiled pass, duplicates detected by last-seen) and on gathered rows
+    (a device's path, forced here) leave the same memory; out-of-range and negative ids are refused."""
+    import worldstereo.memory.global_geometric as ggm_module
+
+    rng = np.random.default_rng(10)
+    pts = torch.tensor(rng.random((5000, 3)), dtype=torch.float32)
+    ids = [torch.tensor(rng.integers(0, 5000, 20_000)) for _ in range(3)]  # many duplicates per call
+
+    def run() -> tuple[GlobalGeometricMemory, list]:
+        g = small(max_points=10_000)
+        g.initialize(pts)
+        return g, [g.observe(i, pose_at([k, 0, -1])) for k, i in enumerate(ids)]
+
+    a, out_a = run()
+    monkeypatch.setattr(ggm_module, "_edit_in_place", lambda buf: False)
+    b, out_b = run()
+    assert out_a == out_b and out_a[0]["num_merged"] == len(np.unique(ids[0].numpy()))
+    assert torch.equal(a.observation_counts, b.observation_counts) and torch.equal(a.last_seen, b.last_seen)
+    assert torch.equal(a.observer_centers, b.observer_centers) and a.observation_counts.max() == 4
+    for bad in ([-1], [5000]):
+        with pytest.raises(ValueError, match="indices"):
+            a.observe(torch.tensor(bad), EYE)

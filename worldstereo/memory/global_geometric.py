@@ -30,7 +30,7 @@ from torch import nn
 from worldstereo.camera import CameraParameters, check_finite, check_rotation
 from worldstereo.memory.encoders import FourierPointEncoder
 from worldstereo.memory.latent_injection import INJECTION_METHODS, LatentInjectionHead
-from worldstereo.memory.merge_kernels import merge_observations
+from worldstereo.memory.merge_kernels import merge_observations, observe_rows
 from worldstereo.memory.spatial_index import SPATIAL_INDEXES, SpatialIndex, make_spatial_index
 from worldstereo.memory.voxel_hash import VoxelHashGrid
 
@@ -374,17 +374,24 @@ class GlobalGeometricMemory(nn.Module):
             raise ValueError(f"indices must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
         pose = _check_tensor("camera_pose", camera_pose, (4, 4))
         check_rotation("camera_pose", pose[:3, :3])
-        uniq = np.unique(idx.detach().cpu().numpy().astype(np.int64))
-        if uniq.size and (uniq[0] < 0 or uniq[-1] >= self._n):
-            raise ValueError(f"indices must lie in [0, {self._n}), got {int(uniq[0])}..{int(uniq[-1])}")
+        ids = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self._n):
+            raise ValueError(f"indices must lie in [0, {self._n}), got {int(ids.min())}..{int(ids.max())}")
         pose = pose.detach().to("cpu", torch.float64)
         center = (-(pose[:3, :3].T @ pose[:3, 3])).to(torch.float32).numpy()
         self._step += 1
-        if uniq.size:
-            _put(self._count, uniq, _take(self._count, uniq) + 1)
-            _put(self._last_seen, uniq, int(self._step))
-            _put(self._observer, uniq, center)
-        return {"num_added": 0, "num_merged": int(uniq.size), "total_points": self._n, "num_evicted": 0}
+        step = int(self._step)
+        if _edit_in_place(self._count):  # one compiled pass, no sort (np.unique took 60 ms a frame at 512x384)
+            distinct = observe_rows(ids, self._count.numpy(), self._last_seen.numpy(), self._observer.numpy(), step,
+                                    center)
+        else:
+            uniq = np.unique(ids)
+            distinct = int(uniq.size)
+            if distinct:
+                _put(self._count, uniq, _take(self._count, uniq) + 1)
+                _put(self._last_seen, uniq, step)
+                _put(self._observer, uniq, center)
+        return {"num_added": 0, "num_merged": int(distinct), "total_points": self._n, "num_evicted": 0}
 
     # ------------------------------------------------------------------ query
     def query(
@@ -670,6 +677,7 @@ def compile_merge_kernels() -> None:
     near = mem.point_cloud[rng.integers(0, 200, 100)] + 0.001
     far = torch.from_numpy(rng.random((6000, 3), dtype=np.float32) * 20)  # > 4096 new points, past capacity
     mem.update(torch.cat([near, far]), torch.eye(4), merge_threshold=0.01)
+    mem.observe(torch.arange(mem.num_points), torch.eye(4))
 
 
 def _weighted_rows(weights: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

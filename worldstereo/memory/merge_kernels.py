@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["merge_observations"]
+__all__ = ["merge_observations", "observe_rows"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -69,3 +69,22 @@ def merge_observations(target, order, new_pos, new_rgb, new_emb, new_conf, pos, 
     for j in range(nt):  # rows just written: in cache
         moved[j, 0], moved[j, 1], moved[j, 2] = pos[touched[j], 0], pos[touched[j], 1], pos[touched[j], 2]
     return touched[:nt].copy(), moved
+
+
+@numba.njit(cache=True, nogil=True)
+def observe_rows(indices, count, last_seen, observer, step, center):  # pragma: no cover - compiled
+    """Stored rows seen again (``GlobalGeometricMemory.observe``): each distinct row of ``indices`` (K,) int64 gets
+    ``count + 1``, ``last_seen = step`` and ``observer = center`` (3,), in place; duplicates count once.
+
+    A row is new to this call while its ``last_seen`` is below ``step`` (every stored value must be), so no
+    sort is needed. Returns the number of distinct rows.
+    """
+    distinct = 0
+    for i in range(indices.shape[0]):
+        u = indices[i]
+        if last_seen[u] != step:
+            last_seen[u] = step
+            count[u] += 1
+            observer[u, 0], observer[u, 1], observer[u, 2] = center[0], center[1], center[2]
+            distinct += 1
+    return distinct
