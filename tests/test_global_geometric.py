@@ -712,3 +712,22 @@ def test_observe_in_place_equals_the_gathered_path(monkeypatch):
     for bad in ([-1], [5000]):
         with pytest.raises(ValueError, match="indices"):
             a.observe(torch.tensor(bad), EYE)
+
+
+def test_a_sparse_memory_at_capacity_is_not_rebuilt_at_every_eviction(monkeypatch):
+    """About one point per brick (a far, sparse cloud), at capacity: each update evicts. The merge index repacks
+    only once its bricks have doubled or its pool is mostly empty, not at every eviction, and stays exact."""
+    builds = []
+    build = VoxelHashGrid.build
+    monkeypatch.setattr(VoxelHashGrid, "build", lambda self, points: (builds.append(len(points)), build(self, points))[1])
+    rng = np.random.default_rng(11)
+    g = small(max_points=20_000)
+    g.initialize(torch.from_numpy(rng.random((20_000, 3), dtype=np.float32) * 30))
+    for step in range(10):
+        cur = g.point_cloud.numpy()
+        new = np.concatenate([cur[rng.choice(len(cur), 500)] + 0.002,
+                              rng.random((4000, 3)) * 30 + [0, 0, step]]).astype(np.float32)
+        d, _ = cKDTree(cur).query(new, k=1)
+        out = g.update(torch.from_numpy(new), EYE, merge_threshold=0.01)
+        assert out["num_evicted"] > 0 and out["num_merged"] == int((d <= 0.01).sum())
+    assert len(builds) <= 5, builds  # the first build, then a repack every few updates (10 before)

@@ -388,6 +388,7 @@ class VoxelHashGrid:
             if first < n:
                 self._make_room_for_bricks()
         bricks = int(self._state[0])
+        self._built_bricks = bricks
         # room to grow: twice the bricks, and at least one per 16 points (new points often open bricks of their
         # own: far or sparse surfaces); the cell array is uninitialised, so unclaimed bricks cost no memory
         self._reserve_bricks(max(2 * bricks, n // 16))
@@ -446,9 +447,10 @@ class VoxelHashGrid:
         while first < k + p:
             first = _place_kernel(first, order, plan, pts, xyz, self._inv_cell, self._table, self._table_bits, self._max_bricks(),
                                   self._cells, self._pxyz, self._ppt, self._rec, self._pcell, self._state)
-            if first < k + p:  # out of bricks or pool room: grow (doubling) and go on
+            if first < k + p and self._state[0] >= self._max_bricks():  # out of bricks: double them, go on
                 self._make_room_for_bricks()
-                self._pxyz = _grow(self._pxyz, int(self._state[1]) + 2 * self._pxyz.shape[0] // 3 + _MIN_RUN)
+            elif first < k + p:  # out of pool room: double the pool, go on
+                self._pxyz = _grow(self._pxyz, self._pxyz.shape[0] + 1)
                 self._ppt = _grow(self._ppt, self._pxyz.shape[0])
         self._n = n1
         if self._state[2] > 2 * self._n + 4096:  # mostly dead runs: repack
@@ -461,8 +463,11 @@ class VoxelHashGrid:
             raise ValueError(f"keep must have {self._n} entries, got {keep.shape[0]}")
         _compact_kernel(keep, self._cells, self._pxyz, self._ppt, self._rec, self._pcell)
         self._n = int(np.count_nonzero(keep))
-        if self._state[1] > 4 * self._n + 4096 or self._state[0] * _BRICK > 16 * self._n + 4096:
-            self.build(self._positions())  # mostly empty runs or bricks: repack
+        # repack when the runs or the bricks are mostly empty; bricks only once they doubled since the last
+        # build, so that a sparse cloud (a point or two per brick) is not rebuilt at every eviction
+        empty_bricks = self._state[0] > 2 * self._built_bricks and self._state[0] * _BRICK > 16 * self._n + 4096
+        if self._state[1] > 4 * self._n + 4096 or empty_bricks:
+            self.build(self._positions())
 
     def brick_order(self, points: np.ndarray) -> np.ndarray:
         """A permutation (M,) int64 of ``points`` (M, 3) that groups those in one brick (a counting sort, stable).
