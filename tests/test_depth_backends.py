@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from worldstereo.backends import depth_file, depth_moge, depth_prior  # noqa: F401  (registers the backends)
-from worldstereo.backends.depth import DEPTH_BACKENDS, DepthResult, check_image_tensor, default_depth_estimator
+from worldstereo.backends.depth import DEPTH_BACKENDS, DepthResult, check_image_tensor
 from worldstereo.backends.depth_file import FileDepth, load_depth_map
 from worldstereo.backends.depth_moge import (
     MOGE_WEIGHTS_ENV,
@@ -24,6 +24,7 @@ from worldstereo.backends.depth_moge import (
     resolve_moge_weights,
 )
 from worldstereo.backends.depth_prior import LayoutPriorDepth, layout_prior_depth
+from worldstereo.backends.factory import default_depth_estimator
 from worldstereo.camera import CameraParameters
 from worldstereo.imageio_utils import image_to_tensor, load_image, tensor_to_image
 

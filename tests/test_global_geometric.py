@@ -584,7 +584,7 @@ def test_merge_observations_is_the_running_mean_of_every_merge():
 def test_update_on_gathered_rows_equals_the_in_place_update(monkeypatch):
     """A device's buffers are merged on gathered rows and written back; on the CPU the same update runs in
     place. Both give the same memory (forced here on CPU buffers)."""
-    import worldstereo.memory.global_geometric as ggm_module
+    import worldstereo.memory.ggm_storage as storage_module
 
     rng = np.random.default_rng(6)
     stored = torch.tensor(rng.random((3000, 3)), dtype=torch.float32)
@@ -603,7 +603,7 @@ def test_update_on_gathered_rows_equals_the_in_place_update(monkeypatch):
         return g
 
     in_place = run()
-    monkeypatch.setattr(ggm_module, "_edit_in_place", lambda buf: False)
+    monkeypatch.setattr(storage_module, "edit_in_place", lambda buf: False)
     gathered = run()
     assert (in_place.observation_counts > 2).sum() > 50
     for name in ("point_cloud", "point_colors", "point_embeddings", "observation_counts", "point_confidence",
@@ -704,7 +704,7 @@ def test_observe_in_place_equals_the_gathered_path(monkeypatch):
         return g, [g.observe(i, pose_at([k, 0, -1])) for k, i in enumerate(ids)]
 
     a, out_a = run()
-    monkeypatch.setattr(ggm_module, "_edit_in_place", lambda buf: False)
+    monkeypatch.setattr(ggm_module, "edit_in_place", lambda buf: False)
     b, out_b = run()
     assert out_a == out_b and out_a[0]["num_merged"] == len(np.unique(ids[0].numpy()))
     assert torch.equal(a.observation_counts, b.observation_counts) and torch.equal(a.last_seen, b.last_seen)

@@ -17,9 +17,9 @@ from tests.fake_hub import FakeHub, point_at
 from tests.test_depth_backends import _image, _set_focal_sign, _tiny_moge_config
 from worldstereo import hub
 from worldstereo.backends import depth_moge
-from worldstereo.backends.depth import default_depth_estimator
 from worldstereo.backends.depth_moge import MOGE_DEFAULT_REPOS, MoGeDepth, MoGeUnavailableError, resolve_moge_weights
 from worldstereo.backends.depth_prior import LayoutPriorDepth
+from worldstereo.backends.factory import default_depth_estimator
 
 pytest.importorskip("moge")
 CPU_REPO = MOGE_DEFAULT_REPOS["cpu"]

@@ -20,122 +20,54 @@ import torch
 from PIL import Image
 
 from ui import path_editor as pe
-from ui.attention_view import (
-    PixelAttention,
-    bank_weights,
-    error_map,
-    keyframe_overlay,
-    mark_pixel,
-    pick_point,
-    pixel_attention,
-)
 from ui.config import WORKING_SIZES, AppConfig
-from ui.engine_status import EngineStatus, reason_text
+from ui.engine_status import EngineStatus
 from ui.exports import ExportFiles, export_all
 from ui.plots import StatsPoint
 from ui.samples import InputBundle
+from ui.session_attention import AttentionQueries
+from ui.session_records import (
+    AttentionResult,
+    BusyError,
+    FrameRecord,
+    StartSummary,
+    StreamUpdate,
+    depth_status,
+    release_memory,
+    uint8_image,
+)
 from ui.viewport import EditorCallbacks, Viewport
 from worldstereo.atomic import atomic_path
-from worldstereo.backends.fill import FILL_CHOICES
-from worldstereo.backends.generators import AttentionSummary
 from worldstereo.camera import CameraParameters
+from worldstereo.config import FILL_CHOICES, GENERATOR_CHOICES
 from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
 
+__all__ = [
+    "DEPTH_CHOICES",
+    "GENERATOR_CHOICES",
+    "AttentionResult",
+    "BusyError",
+    "FrameRecord",
+    "Session",
+    "StartSummary",
+    "StreamUpdate",
+    "default_generator",
+    "release_memory",
+]
+
 DEPTH_CHOICES = ("auto", "prior", "moge")
-GENERATOR_CHOICES = ("auto", "warp", "vace", "oracle")
 
 
 def default_generator() -> str:
     """What the page selects first: ``vace`` where a CUDA GPU is present (ZeroGPU, a workstation), else ``warp``."""
     return "vace" if torch.cuda.is_available() else "warp"
+
+
 KEYFRAMES_PER_MEMORY = 32
 
 
-def depth_status(info) -> str:
-    """One markdown line: which depth is in use, whether it is approximate and why, and its scale."""
-    if info.depth_source == "given":
-        text = "Depth: *given* (exact)."
-    elif info.approximate:
-        why = reason_text(info.fallback_reason) if info.fallback_reason else "the layout prior was chosen"
-        text = f"Depth: **approximate** (offline layout prior, because {why})."
-    else:
-        text = f"Depth: MoGe-2 *{info.depth_model}*."
-    if info.scale_factor != 1.0:
-        text += f" Scaled x{info.scale_factor:.3g} to the official camera path."
-    return text
-
-
-class BusyError(RuntimeError):
-    """The session is generating; the request must wait for it (or cancel it)."""
-
-
 @dataclass
-class FrameRecord:
-    """A generated frame kept for inspection: image (H, W, 3) uint8, its camera, its attention summary."""
-
-    frame_id: int
-    path_index: int
-    image: np.ndarray
-    camera: CameraParameters
-    attention: AttentionSummary | None
-    is_keyframe: bool
-    file: Path
-
-
-@dataclass
-class StartSummary:
-    """What loading an input did."""
-
-    label: str
-    message: str
-    approximate: bool
-    num_points: int
-    has_truth: bool
-    official_paths: list[str]
-    engine: EngineStatus | None = None
-
-
-@dataclass
-class StreamUpdate:
-    """One update of the generation stream (after a frame, or the final one).
-
-    Attributes:
-        frame: the frame just generated (None in the final update of a cancelled run before any frame).
-        frame_files: image files of the current path's frames, in order.
-        done: the path is finished (or cancelled); ``cancelled`` says which.
-        status: a sentence for the page.
-    """
-
-    index: int
-    num_frames: int
-    frame: FrameRecord | None
-    frame_files: list[str]
-    history: list[StatsPoint]
-    done: bool
-    cancelled: bool
-    status: str
-
-
-@dataclass
-class AttentionResult:
-    """The attention maps of one clicked pixel or 3D point (see ``ui.attention_view``); ``frame`` is None
-    (and ``message`` says why) when a 3D click found no frame to ask."""
-
-    frame: FrameRecord | None
-    pixel: PixelAttention | None
-    marked: np.ndarray
-    heat_frames: list[int]
-    heat: np.ndarray
-    grid: tuple[int, int]
-    overlays: list[tuple[np.ndarray, str]]
-    message: str
-    pixel_xy: tuple[float, float] = (0.0, 0.0)
-    point: np.ndarray | None = None
-    """(3,) the clicked 3D point (3D clicks only): where the viewport's attention lines start."""
-
-
-@dataclass
-class Session:
+class Session(AttentionQueries):
     """State of one browser session (keyed by gradio's session hash in :class:`ui.sessions.SessionManager`)."""
 
     session_id: str
@@ -242,7 +174,7 @@ class Session:
         scene_mode = bundle.scene is not None
         self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
         vp = self.viewport
-        vp.reset(model.start_camera, _uint8(model.start_image), model.scene_depth, self._up_direction())
+        vp.reset(model.start_camera, uint8_image(model.start_image), model.scene_depth, self._up_direction())
         vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
         self._refresh_editor_view()
 
@@ -263,7 +195,7 @@ class Session:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             cfg = model.config
-            bundle = InputBundle("memory snapshot", _uint8(model.start_image), None, model.start_camera, cfg.scene,
+            bundle = InputBundle("memory snapshot", uint8_image(model.start_image), None, model.start_camera, cfg.scene,
                                  prompt=cfg.prompt)
             self._install(model, bundle)
         msg = (f"Loaded a **memory snapshot** at {cfg.width}x{cfg.height}: {model.ggm.num_points:,} points, "
@@ -533,139 +465,3 @@ class Session:
         rec = self.frame(frame_id)
         self.current_frame_id = rec.frame_id
         return rec
-
-    def attention_at(self, frame_id: int | None, x: float, y: float) -> AttentionResult:
-        """Attention maps of pixel ``(x, y)`` of generated frame ``frame_id``; lines drawn in the viewport."""
-        self._require_model()
-        return self._attention(self.frame(frame_id), x, y)
-
-    def attention_at_point(self, origin: np.ndarray, direction: np.ndarray) -> AttentionResult:
-        """Attention of the memory point a 3D click hits (ray ``origin`` (3,), ``direction`` (3,), world frame).
-
-        The point is the nearest GGM point within ~0.7 degrees of the ray (:func:`pick_point`); the token that
-        sees it is taken from the current frame if the point is in its view and not hidden there, else from
-        the latest generated frame that sees it. Lines go from the point to the patches that token attended to.
-
-        Raises:
-            ValueError: nothing generated yet, the click hit no point, or no generated frame sees the point.
-        """
-        model = self._require_model()
-        if not self.records:
-            raise ValueError("generate a path first: attention exists for generated frames")
-        index = pick_point(model.ggm.point_cloud.detach().cpu().numpy(), origin, direction)
-        if index is None:
-            raise ValueError("the click hit no point of the memory; click on the point cloud")
-        point = model.ggm.point_cloud[index].detach().cpu().double().numpy()
-        seen = self._frame_seeing(point)
-        if seen is None:
-            raise ValueError("no generated frame sees that point (it is from the input view only); "
-                             "click a point a generated frame looks at")
-        rec, x, y = seen
-        self.current_frame_id = rec.frame_id
-        return self._attention(rec, x, y, point)
-
-    def _frame_seeing(self, point: np.ndarray) -> tuple[FrameRecord, float, float] | None:
-        """(frame, x, y): the current frame, else the latest generated frame, whose view holds ``point``
-        unoccluded (the token there lies no nearer than 85% of the point's depth)."""
-        for rec in sorted(self.records.values(), key=lambda r: (r.frame_id != self.current_frame_id, -r.frame_id)):
-            summary = rec.attention
-            if summary is None:
-                continue
-            cam = rec.camera
-            uv, z = cam.project(torch.as_tensor(point[None], dtype=cam.dtype))
-            u, v, zp = float(uv[0, 0, 0]), float(uv[0, 0, 1]), float(z[0, 0])
-            if zp <= 0 or not (0 <= u < cam.width and 0 <= v < cam.height):
-                continue
-            q = summary.query_points[summary.token_at(u, v)].to(cam.dtype)
-            if bool(torch.isfinite(q).all()):
-                zq = float(cam.world_to_camera(q[None])[0, 0, 2])
-                if zq < 0.85 * zp:
-                    continue  # something nearer covers it in this frame
-            return rec, u, v
-        return None
-
-    def _on_scene_click(self, origin: np.ndarray, direction: np.ndarray) -> None:
-        """Viewport click: compute the attention of the point hit and keep it for the page (``attention_since``)."""
-        try:
-            result = self.attention_at_point(origin, direction)
-        except ValueError as exc:
-            result = None
-            message = str(exc)
-        with self._state_lock:
-            self.attention_serial += 1
-            if result is None:
-                self._last_attention = AttentionResult(None, None, np.zeros((1, 1, 3), np.uint8), [], np.zeros((0, 0)),
-                                                       (0, 0), [], message)
-            else:
-                self._last_attention = result
-
-    def attention_since(self, serial: int) -> tuple[int, AttentionResult] | None:
-        """The latest 3D-click attention result when it is newer than ``serial`` (the page polls this)."""
-        with self._state_lock:
-            if self.attention_serial > int(serial) and self._last_attention is not None:
-                return self.attention_serial, self._last_attention
-            return None
-
-    def _attention(self, rec: FrameRecord, x: float, y: float, point: np.ndarray | None = None) -> AttentionResult:
-        """Attention maps of pixel ``(x, y)`` of ``rec``; viewport lines from ``point`` (else the token's own point)."""
-        model = self._require_model()
-        summary = rec.attention
-        if summary is None:
-            return AttentionResult(rec, None, rec.image, [], np.zeros((0, 0)), (0, 0), [], "this frame used no SSM attention",
-                                   (x, y), point)
-        att = pixel_attention(summary, x, y)
-        ps = summary.patch_size
-        marked = mark_pixel(rec.image, x, y, ps)
-        stored = [k.frame_id for k in model.keyframes]
-        heat = bank_weights(att, stored, summary.grid, ps)
-        order = [f for f in dict.fromkeys(int(f) for f in att.frames[np.argsort(-att.weights)] if f >= 0) if f in stored]
-        overlays = []
-        for fid in order[:4]:
-            kf = model.keyframe_by_id(fid)
-            overlays.append((keyframe_overlay(kf, summary.frame_weights.get(fid), att),
-                             f"keyframe {fid}: weight {att.weights[att.frames == fid].sum():.2f}"))
-        where = (f"3D point ({point[0]:.2f}, {point[1]:.2f}, {point[2]:.2f}), seen by token {att.token} of frame {rec.frame_id}"
-                 if point is not None else f"Token {att.token} of frame {rec.frame_id}")
-        if att.attended:
-            centres = {k.frame_id: k.camera.camera_centers[0].detach().cpu().double().numpy() for k in model.keyframes}
-            views = np.array([centres.get(int(f), np.full(3, np.nan)) for f in att.frames])
-            self.viewport.show_attention(att.query_point if point is None else point, att.points, att.weights, views)
-            msg = f"{where} attended to {len(order)} stored view(s): " + ", ".join(f"frame {f}" for f in order)
-        else:
-            self.viewport.clear_attention()
-            msg = f"{where} attended to nothing (no memory correspondence near it)."
-        return AttentionResult(rec, att, marked, stored, heat, summary.grid, overlays, msg, (x, y), point)
-
-    def truth_of(self, frame_id: int | None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Ground truth of a frame of a procedural scene: (truth image, error map, PSNR dB)."""
-        if self.bundle is None or self.bundle.scene is None:
-            raise ValueError("ground truth exists only for the procedural scenes")
-        from worldstereo.scenes import get_scene
-
-        rec = self.frame(frame_id)
-        gt = get_scene(self.bundle.scene).render(rec.camera, antialias=2).image[0]
-        truth = _uint8(gt)
-        err, psnr = error_map(rec.image, truth)
-        return truth, err, psnr
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS after a generation (glibc keeps it otherwise).
-
-    A generation allocates and frees many large tensors; glibc's allocator keeps the freed pages,
-    so a long-running server's RSS creeps up although nothing leaks (measured in one session, 16
-    generations of 21 frames each taken back by Undo: 430 -> 481 MB without this, flat 362 MB with it). No-op where ``malloc_trim`` does not exist.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float [0, 1] -> (H, W, 3) uint8."""
-    return (image.detach().cpu().permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()

@@ -1,5 +1,7 @@
-"""The inference API: incremental generation along a camera path as a stream of :class:`Step` records.
+"""The loop: incremental generation along a camera path as a stream of :class:`Step` records.
 
+It drives a :class:`~worldstereo.context.GenerationContext` and a frame generator; it knows
+neither the model nor a concrete backend. :meth:`WorldStereo.generate` calls :func:`run_path`.
 The CLI, the app and the tests consume the same stream; nothing computes a frame twice.
 """
 
@@ -12,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from worldstereo.backends.generators import AttentionSummary
+from worldstereo import trajectory
 from worldstereo.camera import CameraParameters
 from worldstereo.keyframes import keyframe_positions
+from worldstereo.limits import check_path_frames
+from worldstereo.records import AttentionSummary
 
 if TYPE_CHECKING:
-    from worldstereo.model import FrameObservation, WorldStereo
+    from worldstereo.backends.generators import FrameGenerator
+    from worldstereo.context import GenerationContext
+    from worldstereo.records import FrameObservation
 
 
 #: a frame whose GGM render is more than this share holes shows (almost) nothing known
@@ -92,19 +98,15 @@ class Step:
         return (self.image.permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
 
 
-def resolve_cameras(model: WorldStereo, path: Any, num_frames: int) -> CameraParameters:
+def resolve_cameras(ctx: GenerationContext, path: Any, num_frames: int) -> CameraParameters:
     """Turn a preset name, a ``trajectory.Path`` or explicit cameras into the working-size cameras of a path."""
-    from worldstereo import trajectory
-
-    cfg = model.config
-    from worldstereo.limits import check_path_frames
-
+    cfg = ctx.config
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
     if not isinstance(path, CameraParameters):
         check_path_frames(num_frames, "the path")
     if isinstance(path, str):
-        cams = trajectory.preset(path, model.start_camera, num_frames, scene_depth=model.scene_depth)
+        cams = trajectory.preset(path, ctx.start_camera, num_frames, scene_depth=ctx.scene_depth)
     elif isinstance(path, trajectory.Path):
         cams = path.sample(num_frames, cfg.width, cfg.height)
     elif isinstance(path, CameraParameters):
@@ -118,57 +120,57 @@ def resolve_cameras(model: WorldStereo, path: Any, num_frames: int) -> CameraPar
     return cams
 
 
-def run_path(model: WorldStereo, path: Any, num_frames: int = 21) -> Iterator[Step]:
-    """Generate frames along ``path`` with ``model``'s memories; see :meth:`WorldStereo.generate`.
+def run_path(ctx: GenerationContext, generator: FrameGenerator, path: Any, num_frames: int = 21) -> Iterator[Step]:
+    """Generate frames along ``path`` with ``generator`` and the memories of ``ctx``; see :meth:`WorldStereo.generate`.
 
     Memories are updated per ``config.update_frequency``: ``per_frame`` after every frame,
     ``per_step`` once the path ends (also when the caller stops early: the frames generated so far
-    are committed, so the memories stay consistent), ``manual`` never (call ``model.commit_frame``).
+    are committed, so the memories stay consistent), ``manual`` never (call ``ctx.commit_frame``).
     """
-    if not model.started:
+    if not ctx.started:
         raise RuntimeError("call start() before generate()")
-    cameras = resolve_cameras(model, path, num_frames)
-    return _run(model, cameras)
+    cameras = resolve_cameras(ctx, path, num_frames)
+    return _run(ctx, generator, cameras)
 
 
-def _run(model: WorldStereo, cameras: CameraParameters) -> Iterator[Step]:
-    cfg = model.config
-    model.snapshot_for_undo()
-    path_index = model.path_counter
-    model.path_counter += 1
-    model.paths.append(cameras)
+def _run(ctx: GenerationContext, generator: FrameGenerator, cameras: CameraParameters) -> Iterator[Step]:
+    cfg = ctx.config
+    ctx.snapshot_for_undo()
+    path_index = ctx.path_counter
+    ctx.path_counter += 1
+    ctx.paths.append(cameras)
     n = len(cameras)
     keyframes = set(keyframe_positions(n, cfg.keyframes_per_clip))
-    model.generator.begin_clip(model, cameras)
+    generator.begin_clip(ctx, cameras)
     pending: list[tuple[FrameObservation, bool, int, int]] = []
     try:
         for i in range(n):
             t0 = time.perf_counter()
             cam = cameras[i]
-            frame = model.generator.generate_frame(model, cam, i)
-            frame_id = model.frame_counter
+            frame = generator.generate_frame(ctx, cam, i)
+            frame_id = ctx.frame_counter
             is_key = i in keyframes
             t1 = time.perf_counter()
             upd = dict.fromkeys(("num_added", "num_merged", "num_evicted", "ssm_added", "ssm_evicted"), 0)
-            if model.ggm.should_update("frame"):
-                upd = model.commit_frame(model.observe(frame, cam), is_key, path_index, frame_id)
-            elif model.ggm.should_update("clip"):
-                pending.append((model.observe(frame, cam), is_key, path_index, frame_id))
-            model.set_previous(frame.image, frame.depth, cam)
-            model.frame_counter += 1
+            if ctx.ggm.should_update("frame"):
+                upd = ctx.commit_frame(ctx.observe(frame, cam), is_key, path_index, frame_id)
+            elif ctx.ggm.should_update("clip"):
+                pending.append((ctx.observe(frame, cam), is_key, path_index, frame_id))
+            ctx.set_previous(frame.image, frame.depth, cam)
+            ctx.frame_counter += 1
             timings = dict(frame.timings)
             timings["update"] = (time.perf_counter() - t1) * 1e3
             timings["total"] = (time.perf_counter() - t0) * 1e3
             stats = MemoryStats(
-                points_total=model.ggm.num_points,
+                points_total=ctx.ggm.num_points,
                 points_added=upd["num_added"],
                 points_merged=upd["num_merged"],
                 points_evicted=upd["num_evicted"],
-                ssm_occupancy=float(model.ssm.occupancy),
-                ssm_entries=int(model.ssm.occupied_mask.sum()),
+                ssm_occupancy=float(ctx.ssm.occupancy),
+                ssm_entries=int(ctx.ssm.occupied_mask.sum()),
                 ssm_added=upd["ssm_added"],
                 ssm_evicted=upd["ssm_evicted"],
-                keyframes=len(model.keyframes),
+                keyframes=len(ctx.keyframes),
             )
             yield Step(
                 path_index=path_index,
@@ -189,4 +191,4 @@ def _run(model: WorldStereo, cameras: CameraParameters) -> Iterator[Step]:
             )
     finally:
         for obs, is_key, p, fid in pending:
-            model.commit_frame(obs, is_key, p, fid)
+            ctx.commit_frame(obs, is_key, p, fid)

@@ -7,7 +7,7 @@ allocates full-size temporaries every frame (the SSM's dense attention weights a
 which showed as system time (a 21-frame clip: 950K page faults, 2.4 s sys for 17 s user).
 :func:`keep_freed_memory` raises both thresholds so freed blocks are reused by the next frame: 200K
 faults, 0.7 s sys, same peak RSS. The app still hands memory back after each generation
-(``malloc_trim``, ``ui.explorer.release_memory``).
+(``malloc_trim``, ``ui.session_records.release_memory``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Pluggable backends, registered by name: depth estimators and frame generators.
+"""Pluggable backends, registered by name: depth estimators, fills and frame generators.
 
-Importing this package registers every built-in backend.
+Importing this package registers every built-in backend. Backends see a
+:class:`~worldstereo.context.GenerationContext`, never the model; :mod:`.factory` picks them by name.
 """
 
 from worldstereo.backends import depth_file, depth_moge, depth_prior, oracle, vace, warp  # noqa: F401  (registration)
-from worldstereo.backends.depth import DEPTH_BACKENDS, DepthEstimator, DepthResult, default_depth_estimator
+from worldstereo.backends.depth import DEPTH_BACKENDS, DepthEstimator, DepthResult
+from worldstereo.backends.factory import default_depth_estimator, make_depth_estimator, make_generator
 from worldstereo.backends.generators import FRAME_GENERATORS, AttentionSummary, FrameGenerator, FrameResult
 
 __all__ = [
@@ -16,4 +18,6 @@ __all__ = [
     "FrameGenerator",
     "FrameResult",
     "default_depth_estimator",
+    "make_depth_estimator",
+    "make_generator",
 ]

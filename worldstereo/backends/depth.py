@@ -8,14 +8,14 @@ register themselves by name in :data:`DEPTH_BACKENDS`:
 * ``file``  (:mod:`worldstereo.backends.depth_file`): a depth map supplied by the user;
 * ``prior`` (:mod:`worldstereo.backends.depth_prior`): an offline layout prior, flagged approximate.
 
-:func:`default_depth_estimator` (``auto``) picks MoGe-2 where it can be had (cached or downloaded),
-else the prior with one message saying why and how to fix it.
+This module is the registry backends register into: it imports none of them.
+:func:`worldstereo.backends.factory.default_depth_estimator` (``auto``) picks MoGe-2 where it can be
+had (cached or downloaded), else the prior with one message saying why and how to fix it.
 """
 
 from __future__ import annotations
 
 import abc
-import os
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +28,6 @@ __all__ = [
     "DepthEstimator",
     "DepthResult",
     "check_image_tensor",
-    "default_depth_estimator",
 ]
 
 DEPTH_BACKENDS: Registry[DepthEstimator] = Registry("depth backend")
@@ -131,30 +130,3 @@ class DepthEstimator(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-
-def default_depth_estimator(
-    weights: str | os.PathLike | None = None,
-    device: str | torch.device | None = None,
-    *,
-    progress=None,
-    show_progress: bool = True,
-) -> DepthEstimator:
-    """``auto``: MoGe-2 when it can be had (installed, weights cached or downloaded), else the layout prior.
-
-    Where the prior is chosen its results carry the reason (offline, download failed, package
-    missing...) and the fix in their message, and ``fallback_reason`` says which.
-
-    Args:
-        weights: MoGe-2 checkpoint or repo id (see :func:`worldstereo.backends.depth_moge.resolve_moge_weights`).
-        device: torch device for MoGe-2 (default: CUDA where present, else the CPU); picks the variant.
-        progress: download progress callback (bytes done, total).
-        show_progress: a progress bar on stderr while downloading.
-    """
-    from worldstereo.backends.depth_moge import MoGeDepth, MoGeUnavailableError
-    from worldstereo.backends.depth_prior import LayoutPriorDepth
-
-    try:
-        return MoGeDepth(weights=weights, device=device, progress=progress, show_progress=show_progress)
-    except MoGeUnavailableError as err:
-        return LayoutPriorDepth(reason=str(err), fallback_reason=err.reason)

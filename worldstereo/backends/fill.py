@@ -33,6 +33,7 @@ import torch
 
 from worldstereo import hub
 from worldstereo.backends.registry import Registry
+from worldstereo.config import FILL_CHOICES
 
 __all__ = [
     "DEFAULT_LAMA",
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 FILL_BACKENDS: Registry[Any] = Registry("fill backend")
-#: the choices of the CLI and the app (``auto`` = LaMa when it can be had, else Telea)
-FILL_CHOICES = ("auto", "lama", "telea", "none")
 #: default LaMa weights: (Hub repo, file). big-lama exported at a fixed 512x512 (207 MB), chosen for
 #: its model card's licence: Apache-2.0 like LaMa itself. ``g-ronimo/lama``'s weight-only int8
 #: export (62 MB, any size, faster on a CPU) states no licence on its card, so it is an opt-in

@@ -1,93 +1,22 @@
-"""Frame generators: the interface, the result record and the ``FRAME_GENERATORS`` registry.
+"""Frame generators: the interface and the ``FRAME_GENERATORS`` registry (records in :mod:`worldstereo.records`).
 
-A generator turns a target camera plus the model's memories into one frame. It never updates
+A generator turns a target camera plus the memories of a :class:`~worldstereo.context.GenerationContext`
+into one frame; it sees that context, never the model. It never updates
 the memories itself: the pipeline feeds each frame back according to ``update_frequency``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import torch
 
 from worldstereo.backends.registry import Registry
 from worldstereo.camera import CameraParameters
+from worldstereo.records import AttentionSummary, FrameResult
 
 if TYPE_CHECKING:
-    from worldstereo.model import WorldStereo
+    from worldstereo.context import GenerationContext
 
-
-@dataclass
-class AttentionSummary:
-    """What each target token attended to in the Spatial-Stereo Memory (enough to draw maps).
-
-    ``N`` target tokens on a ``grid`` of ``rows x cols`` patches of ``patch_size`` pixels, ``k`` top entries each.
-
-    Attributes:
-        grid: (rows, cols) of the target token grid.
-        patch_size: token side in pixels.
-        query_points: (N, 3) world point of each token (nan where the token had no depth).
-        top_entries: (N, k) int64 SSM slot indices, -1 where fewer were attended.
-        top_weights: (N, k) float attention weights (0 for -1 entries).
-        top_frames: (N, k) int64 frame ids of those entries, -1 where none.
-        top_boxes: (N, k, 4) pixel boxes ``x0, y0, x1, y1`` of the entries in their keyframes.
-        top_points: (N, k, 3) mean valid correspondence of each entry (world), for lines in 3D.
-        frame_weights: frame id -> (rows, cols) attention mass the tokens gave that keyframe.
-    """
-
-    grid: tuple[int, int]
-    patch_size: int
-    query_points: torch.Tensor
-    top_entries: torch.Tensor
-    top_weights: torch.Tensor
-    top_frames: torch.Tensor
-    top_boxes: torch.Tensor
-    top_points: torch.Tensor
-    frame_weights: dict[int, torch.Tensor] = field(default_factory=dict)
-
-    def token_at(self, x: float, y: float) -> int:
-        """Index of the token holding pixel coordinate ``(x, y)``."""
-        rows, cols = self.grid
-        c = min(max(int(x // self.patch_size), 0), cols - 1)
-        r = min(max(int(y // self.patch_size), 0), rows - 1)
-        return r * cols + c
-
-
-@dataclass
-class FrameResult:
-    """One generated frame, before it is fed back into the memories.
-
-    Attributes:
-        image: (3, H, W) float32 in [0, 1].
-        depth: (1, H, W) float32, > 0 wherever the generator could place a surface.
-        confidence: (1, H, W) float32 in [0, 1]: 1 where the content came from memory or truth,
-            lower where it was inpainted or its depth extended.
-        ggm_render: (3, H, W) the Global-Geometric Memory rendered into the camera (zeros if off).
-        ggm_hole_mask: (1, H, W) bool, True where the GGM render had no point.
-        new_surface_mask: (1, H, W) bool, True where no memory covered the pixel (new surface).
-        ggm_point_ids: (H, W) int64 index of the GGM point that won each pixel of the GGM render,
-            -1 where none (or None when the GGM was not rendered). Those points were re-observed.
-        references: frame ids of the SSM keyframes this frame drew on.
-        attention: the SSM attention summary, or None when the SSM was not used.
-        timings: stage name -> milliseconds.
-        extra_points: (P, 3) world points of new surface outside the frame (a hole filler's look-ahead
-            beyond the field of view), or None.
-        extra_colors: (P, 3) their colours in [0, 1], or None.
-    """
-
-    image: torch.Tensor
-    depth: torch.Tensor
-    confidence: torch.Tensor
-    ggm_render: torch.Tensor
-    ggm_hole_mask: torch.Tensor
-    new_surface_mask: torch.Tensor
-    ggm_point_ids: torch.Tensor | None = None
-    references: list[int] = field(default_factory=list)
-    attention: AttentionSummary | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    extra_points: torch.Tensor | None = None
-    extra_colors: torch.Tensor | None = None
+__all__ = ["FRAME_GENERATORS", "AttentionSummary", "FrameGenerator", "FrameResult"]
 
 
 class FrameGenerator:
@@ -99,10 +28,10 @@ class FrameGenerator:
 
     name = "base"
 
-    def begin_clip(self, model: WorldStereo, cameras: CameraParameters) -> None:  # noqa: B027 - optional hook
+    def begin_clip(self, ctx: GenerationContext, cameras: CameraParameters) -> None:  # noqa: B027 - optional hook
         """Prepare for a path of ``len(cameras)`` frames."""
 
-    def generate_frame(self, model: WorldStereo, camera: CameraParameters, index: int) -> FrameResult:
+    def generate_frame(self, ctx: GenerationContext, camera: CameraParameters, index: int) -> FrameResult:
         """Generate frame ``index`` of the current path for ``camera`` (B = 1)."""
         raise NotImplementedError
 

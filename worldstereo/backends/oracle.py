@@ -17,7 +17,7 @@ from worldstereo.camera import CameraParameters
 from worldstereo.geometry.splat import splat_points
 
 if TYPE_CHECKING:
-    from worldstereo.model import WorldStereo
+    from worldstereo.context import GenerationContext
     from worldstereo.scenes import Scene
 
 
@@ -36,16 +36,16 @@ class OracleGenerator(FrameGenerator):
         self.scene = scene
         self.antialias = antialias
 
-    def generate_frame(self, model: WorldStereo, camera: CameraParameters, index: int) -> FrameResult:
+    def generate_frame(self, ctx: GenerationContext, camera: CameraParameters, index: int) -> FrameResult:
         t0 = time.perf_counter()
         out = self.scene.render(camera.to(dtype=torch.float32), antialias=self.antialias)
         image, depth = out.image[0], out.depth[0]
         h, w = camera.height, camera.width
         timings = {"render": (time.perf_counter() - t0) * 1e3}
         # the GGM as it stands, for comparison with the truth and to find new surface
-        if model.config.use_ggm and model.ggm.num_points > 0:
+        if ctx.config.use_ggm and ctx.ggm.num_points > 0:
             t1 = time.perf_counter()
-            r = splat_points(model.ggm.point_cloud, model.ggm.point_colors, camera)
+            r = splat_points(ctx.ggm.point_cloud, ctx.ggm.point_colors, camera)
             ggm_image, ggm_hole, ggm_ids = r.image[0], r.hole_mask[0], r.point_ids[0]
             new_surface = ggm_hole
             timings["ggm_render"] = (time.perf_counter() - t1) * 1e3

@@ -45,7 +45,7 @@ from worldstereo.camera import CameraParameters
 from worldstereo.geometry.holes import extend_depth_background
 
 if TYPE_CHECKING:
-    from worldstereo.model import WorldStereo
+    from worldstereo.context import GenerationContext
 
 #: the Hub repository of the weights (Apache-2.0, diffusers layout)
 VACE_REPO = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
@@ -275,8 +275,8 @@ class VaceGenerator(FrameGenerator):
         self._call = _on_gpu(self._run_pipeline, GPU_DURATION)
 
     # ------------------------------------------------------------------ per clip
-    def begin_clip(self, model: WorldStereo, cameras: CameraParameters) -> None:
-        self._warp.begin_clip(model, cameras)
+    def begin_clip(self, ctx: GenerationContext, cameras: CameraParameters) -> None:
+        self._warp.begin_clip(ctx, cameras)
         self._cameras = cameras
         self._frames = {}
 
@@ -285,31 +285,31 @@ class VaceGenerator(FrameGenerator):
         """Frame ids of the SSM keyframes retrieved for the current path."""
         return list(self._warp._references)
 
-    def generate_frame(self, model: WorldStereo, camera: CameraParameters, index: int) -> FrameResult:
+    def generate_frame(self, ctx: GenerationContext, camera: CameraParameters, index: int) -> FrameResult:
         if index not in self._frames:
             if self._cameras is None or index >= len(self._cameras):
                 raise RuntimeError("generate_frame before begin_clip, or past the path's end")
-            self._generate_clip(model, index)
+            self._generate_clip(ctx, index)
         return self._frames.pop(index)
 
     # ------------------------------------------------------------------ one model call
-    def _generate_clip(self, model: WorldStereo, start: int) -> None:
+    def _generate_clip(self, ctx: GenerationContext, start: int) -> None:
         assert self._cameras is not None
         t0 = time.perf_counter()
         n_new = min(self.clip_frames - 1, len(self._cameras) - start)
         total = snap_frames(n_new + 1)
-        renders = [self._warp.generate_frame(model, self._cameras[start + j], start + j) for j in range(n_new)]
+        renders = [self._warp.generate_frame(ctx, self._cameras[start + j], start + j) for j in range(n_new)]
         h, w = self._cameras.height, self._cameras.width
         sh, sw = snap_side(h), snap_side(w)
 
-        first = model.previous_frame_image()
-        masks = [self._generation_mask(model, r) for r in renders]
+        first = ctx.previous_frame_image()
+        masks = [self._generation_mask(ctx, r) for r in renders]
         video = [first] + [r.ggm_render for r in renders]
         mask_video = [torch.zeros(1, h, w, dtype=torch.bool)] + masks
         while len(video) < total:  # pad to 4k + 1 with the last frame (its outputs are dropped)
             video.append(video[-1])
             mask_video.append(mask_video[-1])
-        refs = [model.keyframe_by_id(fid).image for fid in self.references[:MAX_REFERENCES]]
+        refs = [ctx.keyframe_by_id(fid).image for fid in self.references[:MAX_REFERENCES]]
         t1 = time.perf_counter()
         frames = self._call(
             [_to_pil(_resize(v, sh, sw)) for v in video],
@@ -328,7 +328,7 @@ class VaceGenerator(FrameGenerator):
             mask = masks[j]
             image = torch.where(mask, generated, r.image)
             new = r.new_surface_mask
-            depth = self._depth_for(model, image, r.depth, mask | new)
+            depth = self._depth_for(ctx, image, r.depth, mask | new)
             confidence = torch.where(mask, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
             timings = dict(r.timings)
             timings["generate"] = gen_seconds * 1e3 / n_new
@@ -359,12 +359,12 @@ class VaceGenerator(FrameGenerator):
             frames = frames.permute(0, 3, 1, 2)
         return frames.detach().float().cpu()
 
-    def _generation_mask(self, model: WorldStereo, render: FrameResult) -> torch.Tensor:
+    def _generation_mask(self, ctx: GenerationContext, render: FrameResult) -> torch.Tensor:
         """(1, H, W) bool: what the model generates: holes (dilated) and pixels of generated points only."""
         hole = render.ggm_hole_mask[0].numpy()
         uncertain = np.zeros_like(hole)
         ids = render.ggm_point_ids
-        conf = getattr(model.ggm, "point_confidence", None)
+        conf = getattr(ctx.ggm, "point_confidence", None)
         if ids is not None and conf is not None and conf.numel():
             valid = ids >= 0
             c = torch.ones(ids.shape)
@@ -376,12 +376,12 @@ class VaceGenerator(FrameGenerator):
             mask = cv2.dilate(mask, np.ones((k, k), np.uint8))
         return torch.from_numpy(mask.astype(bool)).unsqueeze(0)
 
-    def _depth_for(self, model: WorldStereo, image: torch.Tensor, render_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _depth_for(self, ctx: GenerationContext, image: torch.Tensor, render_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(1, H, W) depth: the render's where known, the depth backend's (aligned) in the mask."""
         known = ~mask & (render_depth > 0)
         if not bool(mask.any()):
             return render_depth
-        estimator = model.frame_depth_estimator()
+        estimator = ctx.frame_depth_estimator()
         if estimator is not None and int(known.sum()) >= 64:
             est = estimator.estimate(image.unsqueeze(0)).depth[0].to(render_depth)
             aligned = align_depth(est, render_depth, known)
@@ -389,7 +389,7 @@ class VaceGenerator(FrameGenerator):
                 return torch.where(known, render_depth, aligned)
         hole = ~known
         if bool(hole.all()):
-            return torch.full_like(render_depth, float(model.scene_depth))
+            return torch.full_like(render_depth, float(ctx.scene_depth))
         return extend_depth_background(torch.where(known, render_depth, torch.zeros_like(render_depth)), hole)
 
 

@@ -32,7 +32,7 @@ from worldstereo.geometry.holes import extend_depth_background, fill_thin_gaps, 
 from worldstereo.keyframes import MemoryKeyframe, select_reference_views
 
 if TYPE_CHECKING:
-    from worldstereo.model import WorldStereo
+    from worldstereo.context import GenerationContext
 
 # Confidence given to pixels whose colour was inpainted / depth extended (below the SSM's
 # default correspondence threshold of 0.5, so such pixels never serve as correspondences).
@@ -106,30 +106,30 @@ class WarpGenerator(FrameGenerator):
         self._references: list[int] = []
 
     # ------------------------------------------------------------------ per clip
-    def begin_clip(self, model: WorldStereo, cameras: CameraParameters) -> None:
+    def begin_clip(self, ctx: GenerationContext, cameras: CameraParameters) -> None:
         self._references = []
-        if not model.config.use_ssm or not model.keyframes:
+        if not ctx.config.use_ssm or not ctx.keyframes:
             return
-        views = CameraParameters.cat([k.camera for k in model.keyframes])
+        views = CameraParameters.cat([k.camera for k in ctx.keyframes])
         chosen = select_reference_views(
-            views, cameras, max_views=model.config.max_reference_views, scene_depth=model.scene_depth
+            views, cameras, max_views=ctx.config.max_reference_views, scene_depth=ctx.scene_depth
         )
-        self._references = [model.keyframes[i].frame_id for i in chosen]
+        self._references = [ctx.keyframes[i].frame_id for i in chosen]
 
     # ------------------------------------------------------------------ per frame
-    def generate_frame(self, model: WorldStereo, camera: CameraParameters, index: int) -> FrameResult:
+    def generate_frame(self, ctx: GenerationContext, camera: CameraParameters, index: int) -> FrameResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        cfg = model.config
+        cfg = ctx.config
         h, w = camera.height, camera.width
 
         # 1. geometric prior: the GGM, or the previous frame for the memory-less baseline
-        from_ggm = cfg.use_ggm and model.ggm.num_points > 0
+        from_ggm = cfg.use_ggm and ctx.ggm.num_points > 0
         if from_ggm:
-            src_points, src_colors = model.ggm.point_cloud, model.ggm.point_colors
+            src_points, src_colors = ctx.ggm.point_cloud, ctx.ggm.point_colors
         else:
-            src_points, src_colors = model.previous_frame_points()
-        render = self.render_points(src_points, src_colors, camera, near=NEAR_FRACTION * model.scene_depth)
+            src_points, src_colors = ctx.previous_frame_points()
+        render = self.render_points(src_points, src_colors, camera, near=NEAR_FRACTION * ctx.scene_depth)
         ggm_image, ggm_depth, ggm_hole = render.image[0], render.depth[0], render.hole_mask[0]
         image, depth, hole = fill_thin_gaps(ggm_image, ggm_depth, ggm_hole, self.max_gap)
         timings["render"] = _ms(t0)
@@ -138,8 +138,8 @@ class WarpGenerator(FrameGenerator):
         t1 = time.perf_counter()
         attention = None
         used_refs: list[int] = []
-        if cfg.use_ssm and self._references and model.ssm.occupancy > 0:
-            image, attention, used_refs = self._fill_from_ssm(model, camera, image, depth, hole)
+        if cfg.use_ssm and self._references and ctx.ssm.occupancy > 0:
+            image, attention, used_refs = self._fill_from_ssm(ctx, camera, image, depth, hole)
         timings["ssm"] = _ms(t1)
 
         # 3. holes: depth from the background side, colours inpainted
@@ -147,9 +147,9 @@ class WarpGenerator(FrameGenerator):
         geometry = fill_is_geometry(self.filler)
         extra_points = extra_colors = None
         if bool(hole.all()) and geometry:
-            image, depth = self._fill_blank(model, src_points, src_colors, camera)
+            image, depth = self._fill_blank(ctx, src_points, src_colors, camera)
         elif bool(hole.any()) and self.filler.lookahead and float(hole.float().mean()) >= self.filler.min_share:
-            image, depth, extra_points, extra_colors = self._fill_wide(model, src_points, src_colors, camera, image, depth, hole)
+            image, depth, extra_points, extra_colors = self._fill_wide(ctx, src_points, src_colors, camera, image, depth, hole)
         elif bool(hole.any()):
             image = self.filler.fill(image, hole)
             depth = extend_depth_background(depth, hole) if geometry else torch.where(hole, torch.zeros_like(depth), depth)
@@ -187,7 +187,7 @@ class WarpGenerator(FrameGenerator):
 
     def _fill_wide(
         self,
-        model: WorldStereo,
+        ctx: GenerationContext,
         points: torch.Tensor,
         colors: torch.Tensor,
         camera: CameraParameters,
@@ -210,7 +210,7 @@ class WarpGenerator(FrameGenerator):
         K[0, 0] /= LOOKAHEAD_WIDEN
         K[1, 1] /= LOOKAHEAD_WIDEN
         wide = CameraParameters(K.unsqueeze(0), camera.w2c.float(), w, h)
-        render = self.render_points(points, colors, wide, near=NEAR_FRACTION * model.scene_depth)
+        render = self.render_points(points, colors, wide, near=NEAR_FRACTION * ctx.scene_depth)
         w_img, w_depth, w_hole = fill_thin_gaps(render.image[0], render.depth[0], render.hole_mask[0], self.max_gap)
         if bool(w_hole.all()):
             return self.filler.fill(image, hole), extend_depth_background(depth, hole), torch.zeros(0, 3), torch.zeros(0, 3)
@@ -239,7 +239,7 @@ class WarpGenerator(FrameGenerator):
         return image, depth, pts, cols
 
     def _fill_blank(
-        self, model: WorldStereo, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters
+        self, ctx: GenerationContext, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A frame whose view holds no known point: never a flat colour.
 
@@ -253,7 +253,7 @@ class WarpGenerator(FrameGenerator):
             image (3, H, W), depth (1, H, W).
         """
         h, w = camera.height, camera.width
-        depth = torch.full((1, h, w), float(model.scene_depth))
+        depth = torch.full((1, h, w), float(ctx.scene_depth))
         K = camera.K[0].clone()
         for _ in range(4):
             K[:2, :2] = K[:2, :2] / 2.0
@@ -262,13 +262,13 @@ class WarpGenerator(FrameGenerator):
             known = ~render.hole_mask[0]
             if float(known.float().mean()) > 0.01:
                 return inpaint_colors(render.image[0], render.hole_mask[0]), depth
-        previous = model.previous_frame_image()
+        previous = ctx.previous_frame_image()
         return previous.clone(), depth
 
     def _fill_from_ssm(
-        self, model: WorldStereo, camera: CameraParameters, image: torch.Tensor, depth: torch.Tensor, hole: torch.Tensor
+        self, ctx: GenerationContext, camera: CameraParameters, image: torch.Tensor, depth: torch.Tensor, hole: torch.Tensor
     ) -> tuple[torch.Tensor, AttentionSummary, list[int]]:
-        enc = model.patch_encoder
+        enc = ctx.patch_encoder
         p = enc.patch_size
         h, w = camera.height, camera.width
         rows, cols = enc.grid_shape(h, w)
@@ -291,7 +291,7 @@ class WarpGenerator(FrameGenerator):
         # tokens without depth get a point far behind the camera: the mask allows them nothing
         query_points = torch.where(has_depth.unsqueeze(1), query_points, c2w[:3, 3] - 1e6 * c2w[:3, 2])
 
-        ssm = model.ssm
+        ssm = ctx.ssm
         entry_frames = ssm.entry_frames
         allowed = torch.zeros_like(entry_frames, dtype=torch.bool)
         for fid in self._references:
@@ -321,10 +321,10 @@ class WarpGenerator(FrameGenerator):
             tok_w = _pixel_weights(frame_weights[fid], h, w)[covered]
             if not bool((tok_w > 0).any()):
                 continue
-            kf = model.keyframe_by_id(fid)
+            kf = ctx.keyframe_by_id(fid)
             colors, vis = sample_keyframe(kf, pts)
             attended = (tok_w >= MIN_ATTENTION).float()
-            score = attended * vis * _view_proximity(kf.camera, cam_f, model.scene_depth) * (1.0 + 0.01 * tok_w)
+            score = attended * vis * _view_proximity(kf.camera, cam_f, ctx.scene_depth) * (1.0 + 0.01 * tok_w)
             if bool((score > 0).any()):
                 used.append(fid)
                 scores.append(score)
@@ -338,7 +338,7 @@ class WarpGenerator(FrameGenerator):
             flat[covered] = sub
             out = flat.permute(2, 0, 1).contiguous()
 
-        attention = _summarise(model, weights, query_points, has_depth, (rows, cols), p, self.top_k, frame_weights)
+        attention = _summarise(ctx, weights, query_points, has_depth, (rows, cols), p, self.top_k, frame_weights)
         return out, attention, used
 
 
@@ -381,7 +381,7 @@ def _pixel_weights(token_weights: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _summarise(
-    model: WorldStereo,
+    ctx: GenerationContext,
     weights: torch.Tensor,
     query_points: torch.Tensor,
     has_depth: torch.Tensor,
@@ -390,7 +390,7 @@ def _summarise(
     top_k: int,
     frame_weights: dict[int, torch.Tensor],
 ) -> AttentionSummary:
-    ssm = model.ssm
+    ssm = ctx.ssm
     k = min(top_k, weights.shape[1])
     top_w, top_i = weights.topk(k, dim=1)
     none = top_w <= 0

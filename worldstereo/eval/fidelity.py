@@ -117,9 +117,9 @@ def evaluate_example(
         frames: frames per path (evenly spaced poses; default every pose).
         progress: one line per path on stderr.
     """
-    from worldstereo.cli import subsample
     from worldstereo.formats import read_example_folder
     from worldstereo.model import WorldStereo, WorldStereoConfig
+    from worldstereo.trajectory import subsample
 
     t0 = time.perf_counter()
     ex = read_example_folder(folder)

@@ -13,7 +13,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from worldstereo.atomic import write_text_atomic
-from worldstereo.eval.ablation import ABLATION_CONFIGS, ConfigResult, EvalReport, SceneResult
+from worldstereo.eval.ablation_results import ABLATION_CONFIGS, ConfigResult, EvalReport, SceneResult
 from worldstereo.eval.png_charts import PALETTE, bar_chart, line_chart
 
 __all__ = ["ablation_table", "report_markdown", "results_dict", "write_report"]

@@ -26,10 +26,8 @@ per-slot dict that travels in ``state_dict`` as extra state.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +38,12 @@ from worldstereo.memory.correspondence_mask import (
     spatial_row_keys,
 )
 from worldstereo.memory.masked_attention import masked_attention
+from worldstereo.memory.ssm_entries import (
+    SSMEntryMetadata,
+    as_tensor,
+    float_input,
+    positive_int,
+)
 
 __all__ = ["SSMEntryMetadata", "SpatialStereoMemory", "UPDATE_STRATEGIES"]
 
@@ -48,79 +52,6 @@ UPDATE_STRATEGIES = ("fifo", "lru", "importance_based")
 _KNOWN_METADATA = ("frame_index", "camera", "pixel_boxes")
 # Bound on (query, correspondence) distances evaluated at once by ``retrieve``.
 _RETRIEVE_PAIRS_PER_CHUNK = 4_000_000
-
-
-@dataclass(frozen=True)
-class SSMEntryMetadata:
-    """Metadata and bookkeeping of some memory slots (``n`` = number of requested slots).
-
-    Attributes:
-        indices: (n,) int64 slot indices.
-        occupied: (n,) bool, whether the slot holds an entry.
-        frame_index: (n,) int64 frame the entry came from; -1 where unknown.
-        has_camera: (n,) bool, whether a camera was given.
-        w2c: (n, 4, 4) world-to-camera of the observing camera (OpenCV axes); identity where unknown.
-        intrinsics: (n, 3, 3) its pixel intrinsics; zeros where unknown or only a pose was given.
-        image_size: (n, 2) int64 ``(width, height)`` of that camera; 0 where unknown.
-        pixel_boxes: (n, 4) float ``x0, y0, x1, y1`` of the token's patch in its frame; NaN where unknown.
-        write_step: (n,) int64 operation clock at the write.
-        last_use_step: (n,) int64 clock at the last write, attention or retrieval.
-        attention_mass: (n,) attention weight received so far.
-        mean_confidence: (n,) mean confidence of the valid correspondences (0 if none).
-        extra: per slot, the unknown metadata keys given at its write.
-    """
-
-    indices: torch.Tensor
-    occupied: torch.Tensor
-    frame_index: torch.Tensor
-    has_camera: torch.Tensor
-    w2c: torch.Tensor
-    intrinsics: torch.Tensor
-    image_size: torch.Tensor
-    pixel_boxes: torch.Tensor
-    write_step: torch.Tensor
-    last_use_step: torch.Tensor
-    attention_mass: torch.Tensor
-    mean_confidence: torch.Tensor
-    extra: list[dict[str, Any]]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _as_tensor(name: str, value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a tensor or array, got {type(value).__name__}: {exc}") from None
-
-
-def _check_shape(name: str, t: torch.Tensor, shape: tuple[int | None, ...], text: str) -> None:
-    ok = t.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape, strict=True))
-    if not ok:
-        raise ValueError(f"{name} must have shape {text}, got {tuple(t.shape)}")
-
-
-def _check_finite(name: str, t: torch.Tensor) -> None:
-    """``check_finite`` via min/max (NaN and inf propagate): ~20x faster than ``isfinite().all()``."""
-    if t.is_floating_point() and t.numel():
-        lo, hi = torch.aminmax(t)
-        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
-            raise ValueError(f"{name} contains NaN or inf values")
-
-
-def _float_input(name: str, value: Any, shape: tuple[int | None, ...], text: str) -> torch.Tensor:
-    t = _as_tensor(name, value)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    _check_shape(name, t, shape, text)
-    _check_finite(name, t)
-    return t
 
 
 class SpatialStereoMemory(nn.Module):
@@ -149,10 +80,10 @@ class SpatialStereoMemory(nn.Module):
         depth_tolerance: float = 0.05,
     ) -> None:
         super().__init__()
-        self.memory_size = _positive_int("memory_size", memory_size)
-        self.feature_dim = _positive_int("feature_dim", feature_dim)
-        self.num_correspondences = _positive_int("num_correspondences", num_correspondences)
-        self.attention_window = _positive_int("attention_window", attention_window)
+        self.memory_size = positive_int("memory_size", memory_size)
+        self.feature_dim = positive_int("feature_dim", feature_dim)
+        self.num_correspondences = positive_int("num_correspondences", num_correspondences)
+        self.attention_window = positive_int("attention_window", attention_window)
         if isinstance(correspondence_threshold, bool) or not isinstance(correspondence_threshold, (int, float)) \
                 or not math.isfinite(correspondence_threshold):
             raise ValueError(f"correspondence_threshold must be a finite number, got {correspondence_threshold!r}")
@@ -262,7 +193,7 @@ class SpatialStereoMemory(nn.Module):
         if indices is None:
             idx = torch.where(self.occupied)[0]
         else:
-            idx = _as_tensor("indices", indices).reshape(-1)
+            idx = as_tensor("indices", indices).reshape(-1)
             if idx.is_floating_point() or idx.dtype == torch.bool:
                 raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
             idx = idx.to(device=self.occupied.device, dtype=torch.int64)
@@ -338,10 +269,10 @@ class SpatialStereoMemory(nn.Module):
             ValueError: bad shapes, NaN/inf, ``N > memory_size``, or bad metadata.
         """
         D, K = self.feature_dim, self.num_correspondences
-        feats = _float_input("features", features, (None, D), f"(N, {D})")
+        feats = float_input("features", features, (None, D), f"(N, {D})")
         n = feats.shape[0]
-        corr = _float_input("correspondences", correspondences, (n, K, 3), f"(N={n}, {K}, 3)")
-        conf = _float_input("confidence", confidence, (n, K), f"(N={n}, {K})")
+        corr = float_input("correspondences", correspondences, (n, K, 3), f"(N={n}, {K}, 3)")
+        conf = float_input("confidence", confidence, (n, K), f"(N={n}, {K})")
         if n > self.memory_size:
             raise ValueError(f"features holds {n} entries, more than memory_size={self.memory_size}")
         meta = self._parse_metadata(metadata, n)
@@ -389,7 +320,7 @@ class SpatialStereoMemory(nn.Module):
             "extra": {k: v for k, v in metadata.items() if k not in _KNOWN_METADATA},
         }
         if metadata.get("frame_index") is not None:
-            fi = _as_tensor("metadata['frame_index']", metadata["frame_index"])
+            fi = as_tensor("metadata['frame_index']", metadata["frame_index"])
             if fi.is_floating_point() or fi.dtype == torch.bool or fi.ndim > 1 or (fi.ndim == 1 and fi.numel() != n):
                 raise ValueError(f"metadata['frame_index'] must be an int or (N={n},) ints, got {fi.dtype} {tuple(fi.shape)}")
             out["frame_index"] = fi.to(torch.int64).reshape(-1).expand(n).clone()
@@ -402,7 +333,7 @@ class SpatialStereoMemory(nn.Module):
                 out["intrinsics"] = cam.intrinsics.detach().cpu().float().expand(n, 3, 3).clone()
                 out["image_size"] = torch.tensor([cam.width, cam.height], dtype=torch.int64).expand(n, 2).clone()
             else:
-                T = _as_tensor("metadata['camera']", cam)
+                T = as_tensor("metadata['camera']", cam)
                 if T.ndim == 2:
                     T = T.unsqueeze(0)
                 if T.ndim != 3 or T.shape[-2:] != (4, 4) or T.shape[0] not in (1, n):
@@ -415,7 +346,7 @@ class SpatialStereoMemory(nn.Module):
                 out["w2c"] = T.expand(n, 4, 4).clone()
             out["has_camera"] = torch.ones(n, dtype=torch.bool)
         if metadata.get("pixel_boxes") is not None:
-            box = _as_tensor("metadata['pixel_boxes']", metadata["pixel_boxes"])
+            box = as_tensor("metadata['pixel_boxes']", metadata["pixel_boxes"])
             if box.ndim == 1:
                 box = box.unsqueeze(0)
             if box.ndim != 2 or box.shape[-1] != 4 or box.shape[0] not in (1, n):
@@ -427,7 +358,7 @@ class SpatialStereoMemory(nn.Module):
 
     # ------------------------------------------------------------------ reading
     def _check_query_points(self, query_points: Any) -> torch.Tensor:
-        pts = _float_input("query_points", query_points, (None, None, 3), "(B, N, 3)")
+        pts = float_input("query_points", query_points, (None, None, 3), "(B, N, 3)")
         return pts.to(device=self.features.device)
 
     def _check_camera(self, camera_params: Any, batch: int) -> CameraParameters:
@@ -441,8 +372,8 @@ class SpatialStereoMemory(nn.Module):
         self, query: Any, query_points: Any, camera_params: Any
     ) -> tuple[torch.Tensor, torch.Tensor, CameraParameters]:
         D = self.feature_dim
-        q = _float_input("query", query, (None, None, D), f"(B, N, {D})")
-        pts = _float_input("query_points", query_points, (q.shape[0], q.shape[1], 3), f"(B={q.shape[0]}, N={q.shape[1]}, 3)")
+        q = float_input("query", query, (None, None, D), f"(B, N, {D})")
+        pts = float_input("query_points", query_points, (q.shape[0], q.shape[1], 3), f"(B={q.shape[0]}, N={q.shape[1]}, 3)")
         cam = self._check_camera(camera_params, q.shape[0])
         dev = self.features.device
         return q.to(device=dev, dtype=self.features.dtype), pts.to(dev), cam
@@ -620,7 +551,7 @@ class SpatialStereoMemory(nn.Module):
             count as used (lru).
         """
         pts = self._check_query_points(query_points)
-        top_k = _positive_int("top_k", top_k)
+        top_k = positive_int("top_k", top_k)
         if camera_params is not None:
             self._check_camera(camera_params, pts.shape[0])
         B, N = pts.shape[:2]

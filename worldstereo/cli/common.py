@@ -1,0 +1,67 @@
+"""What every ``worldstereo`` command shares: exit codes, the one-line error, argument types, notes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+
+__all__ = ["CliError", "Parser", "note", "parse_size", "positive_float", "positive_int"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+SIZE_MULTIPLE = 16
+MAX_SIDE = 4096
+DEFAULT_OUT = "worldstereo-output"
+
+
+class CliError(ValueError):
+    """A user error with a message ready to print."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> (width, height); both multiples of 16 in [16, 4096]."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if m is None:
+        raise argparse.ArgumentTypeError(f"--size must look like WIDTHxHEIGHT (e.g. 512x384), got {text!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    for name, v in (("width", w), ("height", h)):
+        if v < SIZE_MULTIPLE or v > MAX_SIDE or v % SIZE_MULTIPLE:
+            raise argparse.ArgumentTypeError(
+                f"--size {name} must be a multiple of {SIZE_MULTIPLE} between {SIZE_MULTIPLE} and {MAX_SIDE}, got {v}"
+            )
+    return w, h
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    """A ``note: ...`` line on stderr unless ``--quiet``."""
+    if not args.quiet:
+        print(f"note: {text}", file=sys.stderr)

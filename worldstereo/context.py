@@ -1,0 +1,320 @@
+"""The generation context: what the backends see of an exploration, defined below them.
+
+A :class:`GenerationContext` holds both memories, the stored keyframes, the previous frame, the
+start view, the depth estimator and the :class:`~worldstereo.config.WorldStereoConfig`, and the
+operations that feed a generated frame back into the memories (:meth:`observe`,
+:meth:`commit_frame`) or take a path back (:meth:`undo`). Frame generators read it; the pipeline
+drives it; :class:`~worldstereo.model.WorldStereo` composes it with the backends. Nothing here
+imports a backend, the pipeline or the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from worldstereo.camera import CameraParameters
+from worldstereo.config import WorldStereoConfig
+from worldstereo.geometry.depth import depth_to_points
+from worldstereo.keyframes import MemoryKeyframe
+from worldstereo.memory.global_geometric import GlobalGeometricMemory
+from worldstereo.memory.patch_encoder import PatchEncoder
+from worldstereo.memory.spatial_stereo import SpatialStereoMemory
+from worldstereo.records import FrameObservation, FrameResult
+
+#: GGM points with a confidence below this were generated (filled), not observed; they are kept out
+#: of reconstruction metrics
+OBSERVED_CONFIDENCE = 0.5
+#: confidence of generated points when a frame gives none
+GENERATED_CONFIDENCE = 0.25
+
+
+@dataclass
+class ContextState:
+    """Everything :meth:`GenerationContext.undo` restores (tensors cloned)."""
+
+    ggm: dict[str, torch.Tensor]
+    ssm: dict[str, torch.Tensor]
+    keyframes: list[MemoryKeyframe]
+    frame_counter: int
+    path_counter: int
+    previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None
+    paths: list[CameraParameters] = field(default_factory=list)
+
+
+
+class GenerationContext:
+    """Both memories, the keyframes, the previous frame and the config of one exploration.
+
+    Args:
+        config: the configuration (memory sizes, working size, switches).
+
+    Attributes:
+        config: the :class:`WorldStereoConfig`.
+        ggm, ssm: the Global-Geometric and Spatial-Stereo memories.
+        patch_encoder: the SSM's (invertible) patch encoder.
+        keyframes: the stored keyframes whose tokens live in the SSM.
+        start_camera, start_image: the start view's camera (B = 1) and (3, H, W) image, None before a start.
+        scene_depth: median depth of the start view in scene units.
+        merge_threshold: GGM merge distance in scene units.
+        frame_counter, path_counter: global frame id of the next frame; paths generated so far.
+        paths: the cameras of every generated path.
+        previous: (image (3, H, W), depth (1, H, W), camera) of the last frame, None before a start.
+        depth_estimator: the estimator the start used (generated frames may reuse it), or None.
+        history: undo states, newest last.
+        ggm_evictions: GGM points evicted so far (point ids taken before an eviction are stale).
+    """
+
+    def __init__(self, config: WorldStereoConfig) -> None:
+        cfg = self.config = config
+        self.ggm = GlobalGeometricMemory(
+            point_cloud_dim=cfg.point_cloud_dim,
+            feature_dim=cfg.ggm_feature_dim,
+            num_neighbors=cfg.num_neighbors,
+            update_frequency=cfg.update_frequency,
+            spatial_index=cfg.spatial_index,
+            max_points=cfg.max_points,
+        )
+        self.ssm = SpatialStereoMemory(
+            memory_size=cfg.memory_size,
+            feature_dim=cfg.ssm_feature_dim,
+            num_correspondences=cfg.num_correspondences,
+            attention_window=cfg.attention_window,
+            correspondence_threshold=cfg.correspondence_threshold,
+            update_strategy=cfg.update_strategy,
+        )
+        self.patch_encoder = PatchEncoder(cfg.patch_size, cfg.ssm_feature_dim)
+        self.keyframes: list[MemoryKeyframe] = []
+        self.start_camera: CameraParameters | None = None
+        self.start_image: torch.Tensor | None = None
+        self.scene_depth = 1.0
+        self.merge_threshold = cfg.merge_threshold or 0.01
+        self.frame_counter = 0
+        self.path_counter = 0
+        self.paths: list[CameraParameters] = []
+        self.previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None = None
+        self.depth_estimator: Any | None = None
+        self.history: list[ContextState] = []
+        self.ggm_evictions = 0
+
+    @property
+    def started(self) -> bool:
+        return self.start_camera is not None
+
+    # ------------------------------------------------------------------ depth
+    def frame_depth_estimator(self) -> Any | None:
+        """A learned depth estimator for generated frames (the one the start used), or None.
+
+        None when the start depth was given or came from the layout prior: a prior guess aligned to
+        the memories is worse than continuing their surfaces.
+        """
+        est = self.depth_estimator
+        if est is None or getattr(est, "name", "") != "moge":
+            return None
+        return est
+
+    def seed(
+        self, image: torch.Tensor, depth: torch.Tensor, camera: CameraParameters, filter_floaters: bool
+    ) -> None:
+        """Reset both memories and fill them from one view.
+
+        Args:
+            image: (1, 3, H, W) in [0, 1] at the working size; depth: (1, 1, H, W) camera z, 0 = unknown;
+            camera: its camera (B = 1); filter_floaters: drop flying pixels on depth edges.
+        """
+        self.reset()
+        self.start_camera, self.start_image = camera, image[0]
+        valid = depth[depth > 0]
+        self.scene_depth = float(valid.median())
+        fx = float(camera.K[0, 0, 0])
+        self.merge_threshold = self.config.merge_threshold or 1.5 * self.scene_depth / fx
+        lifted = depth_to_points(depth, camera, image=image, filter_floaters=filter_floaters)
+        self.ggm.initialize(lifted.points, colors=lifted.colors)
+        confidence = (depth[0] > 0).float()
+        if filter_floaters:
+            confidence = confidence * lifted.mask[0].float()
+        self.add_keyframe(image[0], depth[0], confidence, camera, path_index=-1, frame_id=0)
+        self.previous = (image[0], depth[0], camera)
+        self.frame_counter = 1
+
+    def reset(self) -> None:
+        self.ssm.clear()
+        self.keyframes = []
+        self.paths = []
+        self.history = []
+        self.frame_counter = 0
+        self.path_counter = 0
+        self.previous = None
+
+    # ------------------------------------------------------------------ memory updates
+    def observe(self, frame: FrameResult, camera: CameraParameters) -> FrameObservation:
+        """What a generated frame tells the GGM, captured at generation time.
+
+        New surface (``frame.new_surface_mask``, plus a filler's look-ahead ``frame.extra_points``)
+        becomes new points. GGM points that won a pixel of
+        the frame's GGM render outside it were seen again: a generated frame adds no information
+        about them, so they are recorded as merged observations of themselves
+        (:meth:`GlobalGeometricMemory.observe`: count + 1, last-seen refreshed, nothing moved).
+        """
+        mask = frame.new_surface_mask & (frame.depth > 0)
+        pts = camera.unproject(frame.depth.unsqueeze(0))[0][mask[0]].float()
+        cols = frame.image.permute(1, 2, 0)[mask[0]]
+        conf = frame.confidence[0][mask[0]].float()
+        if frame.extra_points is not None and frame.extra_colors is not None and frame.extra_points.shape[0]:
+            pts = torch.cat([pts, frame.extra_points.float()])
+            cols = torch.cat([cols, frame.extra_colors.to(cols.dtype)])
+            # look-ahead points are fill too: the confidence of the frame's own filled pixels
+            filled = float(conf.min()) if conf.numel() else GENERATED_CONFIDENCE
+            conf = torch.cat([conf, torch.full((frame.extra_points.shape[0],), filled)])
+        seen = torch.zeros(0, dtype=torch.int64)
+        ids = frame.ggm_point_ids
+        if ids is not None and self.config.use_ggm:
+            hit = torch.bincount(ids[(ids >= 0) & ~mask[0]], minlength=self.ggm.num_points)
+            seen = torch.nonzero(hit).squeeze(1)
+        return FrameObservation(frame, camera, pts, cols, seen, self.ggm_evictions, conf)
+
+    def commit_frame(self, obs: FrameObservation, keyframe: bool, path_index: int, frame_id: int) -> dict[str, int]:
+        """Feed one observed frame into both memories (what the pipeline does per ``update_frequency``).
+
+        The GGM receives the new points and the re-observed points; the SSM receives the frame's
+        tokens if ``keyframe``. Returns counts: ``num_added``, ``num_merged``, ``num_evicted`` (GGM
+        points) and ``ssm_added``, ``ssm_evicted`` (tokens).
+        """
+        stats = {"num_added": 0, "num_merged": 0, "num_evicted": 0, "ssm_added": 0, "ssm_evicted": 0}
+        if self.config.use_ggm:
+            pose = obs.camera.w2c[0].float()
+            # ids taken before an eviction may name other points now (per_step commits): then that
+            # frame's re-observation is skipped rather than credited to the wrong points
+            if obs.seen_ids.numel() and obs.evictions == self.ggm_evictions:
+                stats["num_merged"] += self.ggm.observe(obs.seen_ids, pose)["num_merged"]
+            if obs.points.shape[0] > 0:
+                out = self.ggm.update(
+                    obs.points, pose, colors=obs.colors, merge_threshold=self.merge_threshold, confidence=obs.confidence
+                )
+                stats["num_added"] += int(out["num_added"])
+                stats["num_merged"] += int(out["num_merged"])
+                stats["num_evicted"] += int(out["num_evicted"])
+                self.ggm_evictions += int(out["num_evicted"])
+        if keyframe and self.config.use_ssm:
+            f = obs.frame
+            added, evicted = self.add_keyframe(f.image, f.depth, f.confidence, obs.camera, path_index, frame_id)
+            stats["ssm_added"], stats["ssm_evicted"] = added, evicted
+        return stats
+
+    def add_keyframe(
+        self,
+        image: torch.Tensor,
+        depth: torch.Tensor,
+        confidence: torch.Tensor,
+        camera: CameraParameters,
+        path_index: int,
+        frame_id: int,
+    ) -> tuple[int, int]:
+        """Store a keyframe and its tokens; returns (tokens added, occupied tokens replaced)."""
+        kf = MemoryKeyframe(frame_id, path_index, image.clone(), depth.clone(), confidence.clone(), camera)
+        self.keyframes.append(kf)
+        if not self.config.use_ssm:
+            return 0, 0
+        feats, corr, conf, boxes = self.keyframe_tokens(kf)
+        before = int(self.ssm.occupied_mask.sum())
+        self.ssm.add_to_memory(
+            feats, corr, conf, metadata={"frame_index": frame_id, "camera": camera.w2c[0], "pixel_boxes": boxes}
+        )
+        after = int(self.ssm.occupied_mask.sum())
+        # keyframes none of whose tokens survive in the SSM are dropped
+        alive = set(self.ssm.entry_frames[self.ssm.occupied_mask].tolist())
+        self.keyframes = [k for k in self.keyframes if k.frame_id in alive]
+        return feats.shape[0], feats.shape[0] - (after - before)
+
+    def keyframe_tokens(self, kf: MemoryKeyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SSM tokens of a keyframe.
+
+        Returns:
+            features (N, D), correspondences (N, K, 3) world points on an even grid inside each
+            patch, confidence (N, K) (0 where depth is unknown), pixel boxes (N, 4) ``x0, y0, x1, y1``.
+        """
+        enc = self.patch_encoder
+        p = enc.patch_size
+        h, w = kf.image.shape[-2:]
+        rows, cols = enc.grid_shape(h, w)
+        feats = enc.encode(kf.image.unsqueeze(0))[0]
+        side = int(round(math.sqrt(self.config.num_correspondences)))
+        stride = p // side
+        pts = kf.camera.unproject(kf.depth.unsqueeze(0))[0]  # (H, W, 3)
+        off = stride // 2
+        sub = pts[off::stride, off::stride]  # (rows*side, cols*side, 3)
+        conf = (kf.confidence[0] * (kf.depth[0] > 0).float())[off::stride, off::stride]
+        corr = sub.reshape(rows, side, cols, side, 3).permute(0, 2, 1, 3, 4).reshape(rows * cols, side * side, 3)
+        conf = conf.reshape(rows, side, cols, side).permute(0, 2, 1, 3).reshape(rows * cols, side * side)
+        r = torch.arange(rows).repeat_interleave(cols)
+        c = torch.arange(cols).repeat(rows)
+        boxes = torch.stack([c * p, r * p, (c + 1) * p, (r + 1) * p], dim=1)
+        return feats, corr.float(), conf.float(), boxes
+
+    def keyframe_by_id(self, frame_id: int) -> MemoryKeyframe:
+        for kf in self.keyframes:
+            if kf.frame_id == frame_id:
+                return kf
+        raise KeyError(f"no stored keyframe with frame id {frame_id}")
+
+    def previous_frame_points(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """World points (N, 3) and colours (N, 3) of the previous frame (the memory-less baseline's source)."""
+        if self.previous is None:
+            raise RuntimeError("call start() first")
+        image, depth, camera = self.previous
+        lifted = depth_to_points(depth.unsqueeze(0), camera, image=image.unsqueeze(0), filter_floaters=False)
+        return lifted.points, lifted.colors
+
+    def previous_frame_image(self) -> torch.Tensor:
+        """(3, H, W) the previous frame (the input image before any was generated)."""
+        if self.previous is None:
+            raise RuntimeError("call start() first")
+        return self.previous[0]
+
+    def set_previous(self, image: torch.Tensor, depth: torch.Tensor, camera: CameraParameters) -> None:
+        self.previous = (image, depth, camera)
+
+    # ------------------------------------------------------------------ undo
+    def snapshot_for_undo(self) -> None:
+        self.history.append(self.capture())
+        del self.history[: -self.config.max_undo]
+
+    def undo(self) -> bool:
+        """Remove the last path's effect on both memories. Returns False if there is nothing to undo."""
+        if not self.history:
+            return False
+        self.restore(self.history.pop())
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.history)
+
+    def capture(self) -> ContextState:
+        return ContextState(
+            ggm=_clone_state(self.ggm.state_dict()),
+            ssm=_clone_state(self.ssm.state_dict()),
+            keyframes=list(self.keyframes),
+            frame_counter=self.frame_counter,
+            path_counter=self.path_counter,
+            previous=self.previous,
+            paths=list(self.paths),
+        )
+
+    def restore(self, state: ContextState) -> None:
+        self.ggm.load_state_dict(state.ggm)
+        self.ssm.load_state_dict(state.ssm)
+        self.keyframes = list(state.keyframes)
+        self.frame_counter = state.frame_counter
+        self.path_counter = state.path_counter
+        self.previous = state.previous
+        self.paths = list(state.paths)
+
+
+def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Deep copy of a state_dict (tensors cloned, extra state copied)."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in state.items()}
