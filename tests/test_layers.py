@@ -17,22 +17,25 @@ PACKAGES = ("worldstereo", "ui")
 MAX_LINES = 600
 
 #: bottom -> top; a module may import its own layer (without a circle) and the layers below it.
-#: The first prefix that matches a module names its layer (``worldstereo`` alone is the package's
-#: ``__init__``, which re-exports the public API from the model).
+#: The longest prefix that matches a module names its layer (``worldstereo`` alone is the package's
+#: ``__init__``, which re-exports the public API from the model). A package may span layers by
+#: module: ``worldstereo.panorama``'s maths sit with the geometry, its view checks beside the
+#: inputs, its bank files beside the exports.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", (
         "worldstereo.atomic", "worldstereo.camera", "worldstereo.formats", "worldstereo.hub",
         "worldstereo.imageio_utils", "worldstereo.limits", "worldstereo.scenes", "worldstereo.snapshot_checks",
         "worldstereo.trajectory",
     )),
-    ("geometry", ("worldstereo.geometry", "worldstereo.scale", "worldstereo.coverage", "worldstereo.keyframes")),
+    ("geometry", ("worldstereo.geometry", "worldstereo.scale", "worldstereo.coverage", "worldstereo.keyframes",
+                  "worldstereo.panorama")),
     ("memory", ("worldstereo.memory", "worldstereo.runtime")),
-    ("records", ("worldstereo.config", "worldstereo.records", "worldstereo.inputs")),
+    ("records", ("worldstereo.config", "worldstereo.records", "worldstereo.inputs", "worldstereo.panorama.views")),
     ("context", ("worldstereo.context", "worldstereo.snapshot")),
     ("backends", ("worldstereo.backends",)),
     ("pipeline", ("worldstereo.pipeline",)),
     ("model", ("worldstereo.model",)),
-    ("api", ("worldstereo.exports", "worldstereo.world")),
+    ("api", ("worldstereo.exports", "worldstereo.world", "worldstereo.panorama.files")),
     ("package", ("worldstereo.__init__",)),
     ("eval", ("worldstereo.eval",)),
     ("cli", ("worldstereo.cli",)),
@@ -89,10 +92,11 @@ GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
 
 def _layer(module: str) -> int:
     key = "worldstereo.__init__" if module == "worldstereo" else module
-    for rank, (_, prefixes) in enumerate(LAYERS):
-        if any(key == p or key.startswith(p + ".") for p in prefixes):
-            return rank
-    raise AssertionError(f"module {module} has no layer: add it to LAYERS in tests/test_layers.py")
+    matches = [(len(p), rank) for rank, (_, prefixes) in enumerate(LAYERS) for p in prefixes
+               if key == p or key.startswith(p + ".")]
+    if not matches:
+        raise AssertionError(f"module {module} has no layer: add it to LAYERS in tests/test_layers.py")
+    return max(matches)[1]
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -305,3 +305,31 @@ def test_cancel_or_failure_in_the_middle_of_a_frame_leaves_the_last_whole_frame(
     assert s.model.ggm.num_points == s.history[-1].stats.points_total
     gen.generate_frame = real
     assert len(list(s.generate(2))) >= 2  # the session goes on
+
+
+def test_panorama_sample_loads_as_a_panorama_seen_from_inside(manager, tmp_path):
+    from ui.samples import PANORAMA_PREFIX, list_samples, load_sample, load_upload, sample_caption
+    from worldstereo.exports import write_image_png
+
+    names = list_samples()
+    assert PANORAMA_PREFIX + "room" in names and sample_caption(PANORAMA_PREFIX + "room") == "Room 360*"
+    s = manager.get("a")
+    summary = s.load(load_sample(PANORAMA_PREFIX + "room", 256, 192), "256x192", "auto", "warp", fill="telea")
+    assert "as a **panorama** (27 views)" in summary.message and "exact at any depth" in summary.message
+    assert s.engine.depth == "panorama (27 views), given depth" and summary.has_truth
+    assert s.editor.preset == "look_around"
+    start = s.model.start_camera.camera_centers[0].numpy()
+    cam = s.viewport.server.initial_camera
+    np.testing.assert_allclose(np.asarray(cam.position), start, atol=1e-5)  # the viewer stands at the centre
+    s.set_path("preset", "look_around", 1.0, False, 3)
+    ups = [u for u in s.generate(3) if not u.done]
+    assert len(ups) == 3 and all(u.frame.frame_id >= 27 for u in ups)
+    truth, _, psnr = s.truth_of(ups[1].frame.frame_id)  # ground truth of a frame of the panorama's scene
+    assert truth.shape == ups[1].frame.image.shape and psnr > 20
+    # a 2:1 upload is taken as a panorama, unless asked to be a photo
+    pano = np.tile(np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None], (64, 1, 3))
+    write_image_png(tmp_path / "p.png", pano)
+    assert load_upload(tmp_path / "p.png").kind == "panorama"
+    assert load_upload(tmp_path / "p.png", as_photo=True).kind == "image"
+    summary = s.load(load_upload(tmp_path / "p.png"), "256x192", "prior", "warp", fill="telea")
+    assert "panorama" in summary.message and s.engine.depth == "panorama (27 views), room prior (approximate)"

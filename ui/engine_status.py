@@ -40,7 +40,8 @@ def device_label() -> str:
 
 
 def depth_label(depth_source: str, approximate: bool, depth_model: str) -> str:
-    """``given depth``, ``layout prior (approximate)`` or ``MoGe-2 ViT-S`` (from the weights' repo or file name)."""
+    """``given depth``, ``layout prior (approximate)`` or ``MoGe-2 ViT-S`` (from the weights' repo or file name);
+    :meth:`EngineStatus.of` prefixes ``panorama (27 views)`` and names the room prior for panorama starts."""
     if depth_source == "given":
         return "given depth"
     if approximate:
@@ -80,8 +81,14 @@ class EngineStatus:
             depth, scale = "from the snapshot", 1.0
         else:
             depth, scale = depth_label(info.depth_source, info.approximate, info.depth_model), float(info.scale_factor)
+            prior = "layout prior"
+            if info.kind in ("panorama", "views"):
+                prior = "room prior"
+                depth = depth.replace("layout prior", prior)
+                what = "panorama" if info.kind == "panorama" else "posed views"
+                depth = f"{what} ({info.num_views} views), {depth}" + (", one scale" if info.depth_source == "moge" else "")
             if info.fallback_reason:
-                fallbacks.append(f"MoGe-2 -> layout prior: {reason_text(info.fallback_reason)}")
+                fallbacks.append(f"MoGe-2 -> {prior}: {reason_text(info.fallback_reason)}")
         if model.generator_fallback:
             fallbacks.append(f"vace -> warp: {reason_text(model.generator_fallback)}")
         filler = getattr(model.generator, "filler", None)

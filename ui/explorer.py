@@ -141,8 +141,8 @@ class Session(AttentionQueries):
             raise ValueError(f"depth backend must be one of {DEPTH_CHOICES}, got {depth_backend!r}")
         if generator not in GENERATOR_CHOICES:
             raise ValueError(f"generator must be one of {GENERATOR_CHOICES}, got {generator!r}")
-        if generator == "oracle" and bundle.scene is None:
-            raise ValueError("the oracle generator needs a procedural scene (it renders the ground truth)")
+        if generator == "oracle" and (bundle.scene is None or bundle.kind == "panorama"):
+            raise ValueError("the oracle generator needs a procedural scene's start view (it renders the ground truth)")
         w, h = WORKING_SIZES[size]
         tokens = (w // 16) * (h // 16)
         if fill not in FILL_CHOICES:
@@ -153,12 +153,19 @@ class Session(AttentionQueries):
             use_given = bundle.depth is not None and depth_backend == "auto"
             estimator = None if use_given else make_depth_estimator(depth_backend, progress=progress)
             model = WorldStereo(cfg, depth_estimator=estimator)
-            align_to = bundle.paths[0].cameras if bundle.paths else None
-            info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera,
-                               align_to=align_to)
+            if bundle.kind == "panorama":
+                info = model.start_panorama(bundle.image, depth=bundle.depth if use_given else None)
+            else:
+                align_to = bundle.paths[0].cameras if bundle.paths else None
+                info = model.start(bundle.image, depth=bundle.depth if use_given else None, camera=bundle.camera,
+                                   align_to=align_to)
             self._install(model, bundle)
-        msg = (f"Loaded **{bundle.label}** at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
-               f"Generator: {model.generator_message}.")
+        what = f"as a **panorama** ({info.num_views} views)" if info.kind == "panorama" else ""
+        msg = (f"Loaded **{bundle.label}** {what} at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
+               f"Generator: {model.generator_message}.").replace("  ", " ")
+        if info.kind == "panorama":
+            msg += (" Looking around from the centre is exact at any depth; moving away from it needs real depth"
+                    + (" (this depth is approximate)." if info.approximate else "."))
         filler = getattr(model.generator, "filler", None)
         if filler is not None:
             msg += f" Fill: {filler.message}."
@@ -172,10 +179,14 @@ class Session(AttentionQueries):
         self.frames, self.records, self.history = [], {}, []
         self.current_frame_id, self._last_attention = None, None
         scene_mode = bundle.scene is not None
-        self.editor = pe.PathEditorState(preset="eloop" if scene_mode else "orbit_right", amount=0.33 if scene_mode else 0.25)
+        panorama = bundle.kind == "panorama"
+        preset = "look_around" if panorama else "eloop" if scene_mode else "orbit_right"
+        self.editor = pe.PathEditorState(preset=preset, amount=1.0 if panorama else 0.33 if scene_mode else 0.25)
         vp = self.viewport
         vp.reset(model.start_camera, uint8_image(model.start_image), model.scene_depth, self._up_direction())
         vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+        if panorama:
+            vp.view_from_inside(model.start_camera)
         self._refresh_editor_view()
 
     def load_snapshot(self, archive: str | Path) -> StartSummary:
@@ -204,7 +215,7 @@ class Session(AttentionQueries):
 
     def _up_direction(self) -> np.ndarray:
         assert self.model is not None
-        if self.bundle is not None and self.bundle.scene is not None:
+        if self.bundle is not None and self.bundle.scene is not None and self.bundle.kind != "panorama":
             from worldstereo.scenes import get_scene
 
             return get_scene(self.bundle.scene).up.numpy().astype(np.float64)

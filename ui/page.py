@@ -37,7 +37,8 @@ USER_ERRORS = (ValueError, BusyError, SessionLimitError, KeyError, WeightsUnavai
 INTRO = """## WorldStereo Explorer
 An example is loaded with its camera path drawn: press **Generate** and watch frames being generated along it while
 both memories grow, the global point cloud (GGM) and the stored views the spatial-stereo memory (SSM) attends to.
-Click a point of the cloud to see what it attended to. Pick another example below or upload a photo."""
+Click a point of the cloud to see what it attended to. Pick another example below (Room 360* is a panorama) or upload
+a photo or a 360° panorama (2:1)."""
 
 ABOUT = """On a CPU the generator is **warp**, a training-free geometric renderer and filler (GGM render + SSM attention +
 LaMa inpainting), not a learned video model; on a CUDA GPU it is **vace** (Wan2.1-VACE, a video diffusion model fed
@@ -124,6 +125,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 with gr.Accordion("Upload your own", open=False):
                     up_image = gr.File(label="Image (PNG, JPEG, WebP...)", type="filepath")
                     up_depth = gr.File(label="Depth map (optional: 16-bit PNG in mm, .npy or .exr)", type="filepath")
+                    up_as_photo = gr.Checkbox(False, label="A 2:1 image loads as a 360° panorama (its depth map: the "
+                                                           "range per pixel); tick to load it as an ordinary photo")
                     up_btn = gr.Button("Load upload", variant="primary")
                     up_snapshot = gr.File(label="Or continue from a memory snapshot (.zip from Downloads)", type="filepath",
                                           file_types=[".zip"])
@@ -231,13 +234,14 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             return on_load_sample(sample_names[index], size_v, depth_v, gen_v, fill_v, request, progress)
 
         def on_upload(image_file: str | None, depth_file: str | None, size_v: str, depth_v: str, gen_v: str,
-                      fill_v: str = "auto", request: gr.Request = None,
+                      fill_v: str = "auto", as_photo: bool = False, request: gr.Request = None,
                       progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
             try:
                 if not image_file:
                     raise ValueError("choose an image file to upload")
                 s = session(request)
-                return after_start(s, s.load(load_upload(image_file, depth_file), size_v, depth_v, gen_v, fill=fill_v,
+                bundle = load_upload(image_file, depth_file, as_photo=bool(as_photo))
+                return after_start(s, s.load(bundle, size_v, depth_v, gen_v, fill=fill_v,
                                              progress=download_progress(progress)))
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
@@ -392,7 +396,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         examples.select(on_example, settings, start_outputs, api_name=False)
         load_btn.click(on_load_sample, [sample, size, depth_backend, generator, fill], start_outputs, api_name="load_sample")
         up_snapshot.upload(on_snapshot, [up_snapshot], start_outputs, api_name="load_snapshot")
-        up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator, fill], start_outputs, api_name="load_upload")
+        up_btn.click(on_upload, [up_image, up_depth, size, depth_backend, generator, fill, up_as_photo], start_outputs,
+                     api_name="load_upload")
         path_inputs = [mode, preset, amount, guard, num_frames]
         preview_btn.click(on_path, path_inputs, status, api_name="set_path")
         official_btn.click(on_official, official, [status, mode, num_frames], api_name="use_official_path")

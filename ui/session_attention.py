@@ -107,14 +107,14 @@ class AttentionQueries:
         for fid in order[:4]:
             kf = model.keyframe_by_id(fid)
             overlays.append((keyframe_overlay(kf, summary.frame_weights.get(fid), att),
-                             f"keyframe {fid}: weight {att.weights[att.frames == fid].sum():.2f}"))
+                             f"{kf.label or f'keyframe {fid}'}: weight {att.weights[att.frames == fid].sum():.2f}"))
         where = (f"3D point ({point[0]:.2f}, {point[1]:.2f}, {point[2]:.2f}), seen by token {att.token} of frame {rec.frame_id}"
                  if point is not None else f"Token {att.token} of frame {rec.frame_id}")
         if att.attended:
             centres = {k.frame_id: k.camera.camera_centers[0].detach().cpu().double().numpy() for k in model.keyframes}
             views = np.array([centres.get(int(f), np.full(3, np.nan)) for f in att.frames])
             self.viewport.show_attention(att.query_point if point is None else point, att.points, att.weights, views)
-            msg = f"{where} attended to {len(order)} stored view(s): " + ", ".join(f"frame {f}" for f in order)
+            msg = f"{where} attended to {len(order)} stored view(s): " + ", ".join(model.keyframe_by_id(f).name for f in order)
         else:
             self.viewport.clear_attention()
             msg = f"{where} attended to nothing (no memory correspondence near it)."
@@ -127,7 +127,11 @@ class AttentionQueries:
         from worldstereo.scenes import get_scene
 
         rec = self.frame(frame_id)
-        gt = get_scene(self.bundle.scene).render(rec.camera, antialias=2).image[0]
+        camera = rec.camera
+        if self.bundle.world_from_pano is not None:  # a synthetic panorama: its frame -> the scene's world frame
+            E = camera.w2c.double() @ torch.linalg.inv(self.bundle.world_from_pano.double())
+            camera = type(camera)(camera.K.double(), E, camera.width, camera.height)
+        gt = get_scene(self.bundle.scene).render(camera, antialias=2).image[0]
         truth = uint8_image(gt)
         err, psnr = error_map(rec.image, truth)
         return truth, err, psnr

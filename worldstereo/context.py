@@ -44,6 +44,7 @@ class ContextState:
     path_counter: int
     previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None
     paths: list[CameraParameters] = field(default_factory=list)
+    ggm_evictions: int = 0
 
 
 
@@ -141,6 +142,78 @@ class GenerationContext:
         self.previous = (image[0], depth[0], camera)
         self.frame_counter = 1
 
+    def seed_views(
+        self,
+        images: torch.Tensor,
+        depths: torch.Tensor,
+        cameras: CameraParameters,
+        start_camera: CameraParameters,
+        labels: list[str],
+    ) -> int:
+        """Reset both memories and fill them from posed views (a pano bank, or any posed photo set).
+
+        GGM: views of one centre partition the sphere (each direction from the view whose axis is
+        nearest it, :mod:`worldstereo.panorama.lift`), so each direction is held once; views of
+        several centres are lifted whole. Each view is merged into the memory in turn (points
+        within the merge distance of stored ones merge). At most 90% of ``max_points`` are used (a
+        grid stride thins every view alike past that). SSM: every view is a keyframe (resampled to
+        the working size), frame ids ``0..N-1``, labelled. The start view is ``start_camera``,
+        resampled from the views.
+
+        Args:
+            images: (N, 3, h, w) in [0, 1]; depths: (N, 1, h, w) camera z, 0 = unknown; cameras: the N
+                views (size ``w x h``); start_camera: the exploration camera (working size, B = 1);
+                labels: N names for attention maps.
+        Returns:
+            the pixel stride used for the GGM (1 = every owned pixel).
+        """
+        from worldstereo.inputs import resize_depth, resize_image
+        from worldstereo.panorama.lift import co_centred, lift_owned_pixels, median_range, owned_pixels, resample_views
+
+        cfg = self.config
+        self.reset()
+        n = images.shape[0]
+        cams = cameras.to(dtype=torch.float32)
+        shared = co_centred(cameras)
+        owned = owned_pixels(cameras) if shared else torch.ones(n, *images.shape[-2:], dtype=torch.bool)
+        points, colors, stride = lift_owned_pixels(images, depths, cams, owned, int(0.9 * cfg.max_points))
+        centre = start_camera.camera_centers[0].float()
+        everything = torch.cat(points)
+        if everything.shape[0] == 0:
+            raise ValueError("no view has a pixel with known depth")
+        # the unit of presets: the median distance over the sphere (one centre), else over the points
+        self.scene_depth = median_range(depths, cameras) if shared else float((everything - centre).norm(dim=-1).median())
+        fx = float(start_camera.K[0, 0, 0])
+        self.merge_threshold = cfg.merge_threshold or 1.5 * self.scene_depth / fx
+        # each view's points in turn, merged into what the views before it left
+        for i, (pts, cols) in enumerate(zip(points, colors, strict=True)):
+            if not pts.shape[0]:
+                continue
+            if self.ggm.num_points == 0:
+                self.ggm.initialize(pts, colors=cols)
+            else:
+                self.ggm.update(pts, cams.w2c[i], colors=cols, merge_threshold=self.merge_threshold)
+        w, h = cfg.width, cfg.height
+        for i in range(n):
+            img = resize_image(images[i : i + 1], w, h)[0]
+            dep = resize_depth(depths[i : i + 1], w, h)[0]
+            self.add_keyframe(img, dep, (dep > 0).float(), cams[i].resized(w, h), path_index=-1, frame_id=i,
+                              label=labels[i])
+        # the start view: the views resampled into the exploration camera (exact at one centre)
+        source = cameras if shared else cameras[0:1]
+        dirs = start_camera.to(dtype=torch.float64).rays().directions[0].numpy()
+        hwc = images[: len(source)].permute(0, 2, 3, 1).contiguous().numpy()
+        start_image = torch.from_numpy(resample_views(hwc, source, dirs)).permute(2, 0, 1).float()
+        d_cam = source._camera_directions()  # (N, h, w, 3), z = 1
+        ranges = (depths[: len(source), 0].double() * d_cam.norm(dim=-1)).float().numpy()
+        r = torch.from_numpy(resample_views(ranges, source, dirs, nearest=True)).float()
+        cos = start_camera._camera_directions()[0, ..., 2] / start_camera._camera_directions()[0].norm(dim=-1)
+        start_depth = (r * cos.float()).unsqueeze(0)
+        self.start_camera, self.start_image = start_camera, start_image
+        self.previous = (start_image, start_depth, start_camera)
+        self.frame_counter = n
+        return stride
+
     def reset(self) -> None:
         self.ssm.clear()
         self.keyframes = []
@@ -213,9 +286,10 @@ class GenerationContext:
         camera: CameraParameters,
         path_index: int,
         frame_id: int,
+        label: str = "",
     ) -> tuple[int, int]:
         """Store a keyframe and its tokens; returns (tokens added, occupied tokens replaced)."""
-        kf = MemoryKeyframe(frame_id, path_index, image.clone(), depth.clone(), confidence.clone(), camera)
+        kf = MemoryKeyframe(frame_id, path_index, image.clone(), depth.clone(), confidence.clone(), camera, label)
         self.keyframes.append(kf)
         if not self.config.use_ssm:
             return 0, 0
@@ -303,6 +377,7 @@ class GenerationContext:
             path_counter=self.path_counter,
             previous=self.previous,
             paths=list(self.paths),
+            ggm_evictions=self.ggm_evictions,
         )
 
     def restore(self, state: ContextState) -> None:
@@ -313,6 +388,7 @@ class GenerationContext:
         self.path_counter = state.path_counter
         self.previous = state.previous
         self.paths = list(state.paths)
+        self.ggm_evictions = state.ggm_evictions  # point ids of the restored GGM are valid again
 
 
 def _clone_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ class MemoryKeyframe:
         depth: (1, H, W) float32 camera z, 0 = unknown.
         confidence: (1, H, W) float32 in [0, 1]: 1 for observed/rendered pixels, lower where inpainted.
         camera: the view's camera (B = 1).
+        label: what the view is, for attention maps ("" for the input image and generated frames;
+            "bank view 0003" for a view a panorama or posed-view start stored).
     """
 
     frame_id: int
@@ -29,6 +31,12 @@ class MemoryKeyframe:
     depth: torch.Tensor
     confidence: torch.Tensor
     camera: CameraParameters
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """How attention maps name the view: its label, else ``frame N``."""
+        return self.label or f"frame {self.frame_id}"
 
 
 def keyframe_positions(num_frames: int, num_keyframes: int = 8) -> list[int]:

@@ -20,6 +20,7 @@ backends are picked by :mod:`worldstereo.backends.factory`. The model's attribut
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ from worldstereo.camera import CameraParameters
 from worldstereo.config import GENERATOR_CHOICES, UPDATE_FREQUENCIES, WorldStereoConfig
 from worldstereo.context import GENERATED_CONFIDENCE, OBSERVED_CONFIDENCE, GenerationContext
 from worldstereo.inputs import resize_depth, resize_image, to_depth_tensor, to_image_tensor
+from worldstereo.panorama.bank import official_bank_cameras, split_panorama, view_name
+from worldstereo.panorama.equirect import check_panorama_size, range_to_z, working_panorama_size
+from worldstereo.panorama.lift import start_camera_for
+from worldstereo.panorama.views import ViewDepths, check_views, estimate_view_depths
 from worldstereo.pipeline import Step, run_path
 from worldstereo.scale import scale_to_pivot
 
@@ -65,6 +70,8 @@ class StartInfo:
         scale_message: one line about the scale alignment ("" when none was attempted).
         fallback_reason: why MoGe-2 was not used under ``auto`` (``offline``, ``download_failed``,
             ``corrupt``, ``not_found``, ``package_missing``), else None.
+        kind: what the exploration started from: ``image``, ``panorama`` or ``views`` (posed views).
+        num_views: views the memories were seeded from (1 for an image; 27 for a panorama's bank).
     """
 
     depth_source: str
@@ -76,6 +83,8 @@ class StartInfo:
     scale_factor: float = 1.0
     scale_message: str = ""
     fallback_reason: str | None = None
+    kind: str = "image"
+    num_views: int = 1
 
 
 class _ContextAttribute:
@@ -218,6 +227,104 @@ class WorldStereo:
             depth_model=model_name, scale_factor=factor, scale_message=scale_message, fallback_reason=fallback,
         )
         return self.start_info
+
+    # ------------------------------------------------------------------ posed views and panoramas
+    def start_views(self, images: Any, cameras: CameraParameters, depths: Any | None = None, *,
+                    labels: list[str] | None = None) -> StartInfo:
+        """Reset both memories and seed them with posed views (a pano bank is one; so is any posed photo set).
+
+        Every view enters the GGM (views of one centre partition the sphere, so each direction is held
+        once; :meth:`GenerationContext.seed_views`) and the SSM as a keyframe (frame ids ``0..N-1``,
+        named by ``labels`` in attention maps). Paths start at view 0's pose with a working-size
+        camera of square pixels and view 0's vertical field of view. The SSM is enlarged where it
+        cannot hold every view plus two paths' keyframes.
+
+        Args:
+            images: (N, H, W, 3) uint8 or (N, 3, H, W) float in [0, 1] (or a list of single images), N >= 2.
+            cameras: N cameras of the views (world-to-camera, OpenCV axes; any size, rescaled to the images').
+            depths: optional (N, H, W) camera z of every view (0 = unknown), used as given; else estimated
+                per view and brought to one scale (MoGe-2), or the offline room prior (approximate).
+            labels: N names for attention maps (default ``view 0000``, ...).
+        Returns:
+            :class:`StartInfo` with ``kind="views"``.
+        """
+        cfg = self.config
+        imgs, cams, given = check_views(images, cameras, depths)
+        n = imgs.shape[0]
+        names = list(labels) if labels is not None else [f"view {view_name(i)}" for i in range(n)]
+        if len(names) != n:
+            raise ValueError(f"labels must name every view ({n}), got {len(names)}")
+        enlarged = self._fit_ssm_to(n)
+        if given is None:
+            estimator = self.context.depth_estimator or make_depth_estimator(
+                cfg.depth_backend, cfg.depth_model, cfg.depth_device
+            )
+            self.context.depth_estimator = estimator
+            vd = estimate_view_depths(estimator, imgs, cams)
+        else:
+            vd = ViewDepths(given, "given", False, "depth given for every view", "given")
+        start_camera = start_camera_for(cams[0], self.config.width, self.config.height)
+        stride = self.context.seed_views(imgs, vd.depths, cams, start_camera, names)
+        notes = [vd.message]
+        if stride > 1:
+            notes.append(f"every {stride}th pixel kept to stay within max_points ({self.config.max_points:,})")
+        if enlarged:
+            notes.append(f"SSM enlarged to {self.config.memory_size:,} tokens to hold all {n} views")
+        self.start_info = StartInfo(
+            vd.source, vd.approximate, "; ".join(notes), self.context.scene_depth, self.context.ggm.num_points,
+            depth_model=vd.model, fallback_reason=vd.fallback_reason, kind="views", num_views=n,
+        )
+        return self.start_info
+
+    def start_panorama(self, image: Any, depth: Any | None = None) -> StartInfo:
+        """Reset both memories and seed them with a 360-degree equirectangular panorama.
+
+        The panorama (2:1; see :mod:`worldstereo.panorama.equirect` for the convention; wider than
+        :data:`~worldstereo.panorama.equirect.MAX_PANORAMA_WIDTH` is downscaled) is split into the
+        official bank of 27 views (:mod:`worldstereo.panorama.bank`), which seed both memories as in
+        :meth:`start_views`. Paths start at the centre looking along view 0000 (-X, world up +Z).
+
+        Args:
+            image: (H, W, 3) uint8 or (1, 3, H, W) float in [0, 1], W = 2H.
+            depth: optional (H, W) range from the centre along each pixel's ray (0 = unknown).
+        Returns:
+            :class:`StartInfo` with ``kind="panorama"``; its message says how depth was made and that
+            looking around from the centre is exact at any depth while moving away needs real depth.
+        """
+        img = to_image_tensor(image)
+        h, w = img.shape[-2:]
+        check_panorama_size(w, h)
+        wp, hp = working_panorama_size(w, h)
+        rng = to_depth_tensor(depth, h, w) if depth is not None else None
+        img = resize_image(img, wp, hp)
+        pano = img[0].permute(1, 2, 0).contiguous().numpy()
+        cams = official_bank_cameras()
+        views = torch.from_numpy(split_panorama(pano, cams)).permute(0, 3, 1, 2).clamp(0, 1)
+        depths = None
+        if rng is not None:
+            rng = resize_depth(rng, wp, hp)[0, 0].numpy()
+            ranges = torch.from_numpy(split_panorama(rng, cams, nearest=True))
+            depths = range_to_z(ranges, cams._camera_directions()[0].float())
+        info = self.start_views(views, cams, depths, labels=[f"bank view {view_name(i)}" for i in range(len(cams))])
+        exact = ("looking around from the centre is exact at any depth; moving away from it needs real depth"
+                 + (" (this depth is approximate)" if info.approximate else ""))
+        info.kind = "panorama"
+        info.message = f"panorama ({w}x{h}" + (f", worked at {wp}x{hp}" if (wp, hp) != (w, h) else "") + \
+            f", {info.num_views} bank views): {info.message}; {exact}"
+        return info
+
+    def _fit_ssm_to(self, num_views: int) -> bool:
+        """Rebuild an empty context with an SSM that holds ``num_views`` views plus two paths' keyframes; True if enlarged."""
+        cfg = self.config
+        tokens = (cfg.width // cfg.patch_size) * (cfg.height // cfg.patch_size)
+        need = (num_views + 2 * cfg.keyframes_per_clip) * tokens
+        if cfg.memory_size >= need:
+            return False
+        estimator = self.context.depth_estimator
+        self.config = dataclasses.replace(cfg, memory_size=need)
+        self.context = GenerationContext(self.config)
+        self.context.depth_estimator = estimator
+        return True
 
     # ------------------------------------------------------------------ generation
     def generate(self, path: Any, num_frames: int = 21) -> Iterator[Step]:

@@ -120,20 +120,33 @@ def resolve_cameras(ctx: GenerationContext, path: Any, num_frames: int) -> Camer
     return cams
 
 
-def run_path(ctx: GenerationContext, generator: FrameGenerator, path: Any, num_frames: int = 21) -> Iterator[Step]:
+def run_path(
+    ctx: GenerationContext,
+    generator: FrameGenerator,
+    path: Any,
+    num_frames: int = 21,
+    record: list[tuple[FrameObservation, bool]] | None = None,
+) -> Iterator[Step]:
     """Generate frames along ``path`` with ``generator`` and the memories of ``ctx``; see :meth:`WorldStereo.generate`.
 
     Memories are updated per ``config.update_frequency``: ``per_frame`` after every frame,
     ``per_step`` once the path ends (also when the caller stops early: the frames generated so far
     are committed, so the memories stay consistent), ``manual`` never (call ``ctx.commit_frame``).
+    ``record``, when given, receives ``(observation, is_keyframe)`` of every frame in order: what a
+    world's round folds into its memories (:mod:`worldstereo.world.rounds`).
     """
     if not ctx.started:
         raise RuntimeError("call start() before generate()")
     cameras = resolve_cameras(ctx, path, num_frames)
-    return _run(ctx, generator, cameras)
+    return _run(ctx, generator, cameras, record)
 
 
-def _run(ctx: GenerationContext, generator: FrameGenerator, cameras: CameraParameters) -> Iterator[Step]:
+def _run(
+    ctx: GenerationContext,
+    generator: FrameGenerator,
+    cameras: CameraParameters,
+    record: list[tuple[FrameObservation, bool]] | None,
+) -> Iterator[Step]:
     cfg = ctx.config
     ctx.snapshot_for_undo()
     path_index = ctx.path_counter
@@ -152,10 +165,13 @@ def _run(ctx: GenerationContext, generator: FrameGenerator, cameras: CameraParam
             is_key = i in keyframes
             t1 = time.perf_counter()
             upd = dict.fromkeys(("num_added", "num_merged", "num_evicted", "ssm_added", "ssm_evicted"), 0)
+            obs = ctx.observe(frame, cam) if record is not None else None
             if ctx.ggm.should_update("frame"):
-                upd = ctx.commit_frame(ctx.observe(frame, cam), is_key, path_index, frame_id)
+                upd = ctx.commit_frame(obs or ctx.observe(frame, cam), is_key, path_index, frame_id)
             elif ctx.ggm.should_update("clip"):
-                pending.append((ctx.observe(frame, cam), is_key, path_index, frame_id))
+                pending.append((obs or ctx.observe(frame, cam), is_key, path_index, frame_id))
+            if record is not None:
+                record.append((obs, is_key))
             ctx.set_previous(frame.image, frame.depth, cam)
             ctx.frame_counter += 1
             timings = dict(frame.timings)

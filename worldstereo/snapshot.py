@@ -60,7 +60,7 @@ def save_snapshot(ctx: GenerationContext, directory: str | Path) -> Path:
         "path_counter": ctx.path_counter,
         "scene_depth": ctx.scene_depth,
         "merge_threshold": ctx.merge_threshold,
-        "keyframes": [{"frame_id": k.frame_id, "path_index": k.path_index} for k in ctx.keyframes],
+        "keyframes": [{"frame_id": k.frame_id, "path_index": k.path_index, "label": k.label} for k in ctx.keyframes],
         "num_paths": len(ctx.paths),
         "extra_state": extra,
     }
@@ -121,6 +121,7 @@ def restore_snapshot(ctx: GenerationContext, directory: str | Path, meta: dict[s
                 tensors[f"keyframe.{i}.depth"],
                 tensors[f"keyframe.{i}.confidence"],
                 cam(f"keyframe.{i}"),
+                str(m.get("label", "")),  # snapshots before panorama starts have no labels
             )
             for i, m in enumerate(meta["keyframes"])
         ]

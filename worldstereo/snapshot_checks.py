@@ -91,6 +91,8 @@ def read_meta(directory: Path, version: int) -> dict[str, Any]:
         for k in kfs
     ):
         raise SnapshotError("state.json: keyframes must be a list of {frame_id, path_index} integers")
+    if not all(isinstance(k.get("label", ""), str) and len(k.get("label", "")) <= 200 for k in kfs):
+        raise SnapshotError("state.json: a keyframe label must be a string of at most 200 characters")
     if not isinstance(meta.get("config"), dict):
         raise SnapshotError("state.json: config must be an object")
     if not isinstance(meta.get("extra_state", {}), dict):

@@ -1,11 +1,14 @@
 """The ``worldstereo`` command line: one module per command (:mod:`.generate`, :mod:`.scenes`,
-:mod:`.download`, :mod:`.eval`), shared parts in :mod:`.common` and :mod:`.camera_files`.
+:mod:`.panorama`, :mod:`.download`, :mod:`.eval`), shared parts in :mod:`.common` and :mod:`.camera_files`.
 
 Commands::
 
     worldstereo generate --image IMG [--depth D] (--camera FILE | --preset NAME) [--frames N] [--size WxH] [--out DIR]
     worldstereo generate --scene NAME (--camera FILE | --preset NAME) [--generator warp|oracle] ...
     worldstereo generate --example DIR [--frames N] ...
+    worldstereo generate --panorama PANO_OR_BANK (--camera FILE | --preset NAME) ...
+    worldstereo panorama split PANO --out DIR [--depth D]   # the official 27-view pano bank
+    worldstereo world (--image I | --panorama P | --example E) [--plan plan.json] [--trajectories N] --out D
     worldstereo scenes                         # list the procedural scenes
     worldstereo scenes render NAME --out DIR   # image.png, depth.png (16-bit mm), depth.npy, camera.json
     worldstereo download-weights [--device auto|cpu|cuda|all] [--generator vace]   # fill the Hugging Face cache for offline use
@@ -27,7 +30,9 @@ from worldstereo.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, CliError, Parse
 from worldstereo.cli.download import add_download_parser
 from worldstereo.cli.eval import add_eval_parser
 from worldstereo.cli.generate import add_generate_parser
+from worldstereo.cli.panorama import add_panorama_parser
 from worldstereo.cli.scenes import add_scenes_parser
+from worldstereo.cli.world import add_world_parser
 from worldstereo.trajectory import subsample
 
 __all__ = ["CameraFile", "CliError", "build_parser", "main", "parse_size", "read_camera_file", "subsample"]
@@ -41,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="worldstereo", description="WorldStereo Explorer: camera-guided scene exploration with memory.")
     # its own action (parents share action objects, and a default set here would leak into the subcommands)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="{generate,scenes,eval,download-weights}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="{generate,world,scenes,panorama,eval,download-weights}")
     add_generate_parser(sub, common)
     add_scenes_parser(sub, common)
     add_download_parser(sub, common)
     add_eval_parser(sub, common)
+    add_panorama_parser(sub, common)
+    add_world_parser(sub, common)
     return parser
 
 

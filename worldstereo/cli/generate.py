@@ -26,7 +26,7 @@ from worldstereo.cli.camera_files import read_camera_file
 from worldstereo.cli.common import DEFAULT_OUT, CliError, note, parse_size, positive_float, positive_int
 from worldstereo.trajectory import reanchor, subsample
 
-__all__ = ["add_generate_parser", "generate_command"]
+__all__ = ["add_generate_parser", "generate_command", "load_depth_for", "make_generator_from_args"]
 
 
 def _preset_param(text: str) -> tuple[str, float]:
@@ -48,14 +48,19 @@ def add_generate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Generate frames from one image along a camera path.\n\n"
             "Input (one of): --image IMG (optionally --depth D), --scene NAME (a procedural scene's start view with\n"
-            "exact depth and camera), or --example DIR (an official example folder).\n"
+            "exact depth and camera), --example DIR (an official example folder), or --panorama PATH (a 360-degree\n"
+            "equirectangular image, 2:1, optionally --depth with its range per pixel; a pano-bank folder; or an\n"
+            "example folder holding pano_bank/).\n"
             "Path (one of, not with --example): --camera FILE or --preset NAME.\n\n"
             "--camera takes an official camera.json (renders kind with width/height, or images kind whose intrinsics\n"
             "are in pixels of the input image) or a nerfstudio camera_path.json. The file's first camera is the\n"
             "camera of the input image: the model's world frame is the file's world frame and every pose of the\n"
             "file is used as given (with --scene, the path is moved rigidly so that its first pose is the scene's\n"
             "start camera). --frames N keeps N poses evenly spaced over the file (first and last kept); by\n"
-            "default every pose is used (81 for an images-kind file, 21 per path of a renders folder).\n\n"
+            "default every pose is used (81 for an images-kind file, 21 per path of a renders folder).\n"
+            "With --panorama, every pose of a --camera file is a generated frame (no pose is the input; the file\n"
+            "is in the panorama's frame: world up +Z, view 0000 along -X) and presets start at the centre looking\n"
+            "along view 0000 (try --preset look_around, or walk with --preset-param yaw=90).\n\n"
             "--example DIR: renders/traj_*/camera.json paths are explored in the reference order (eloop, up,\n"
             "right, left) with one shared memory, starting from image.png at the first path's first camera;\n"
             "each path's outputs go to OUT/<path name>/. A folder with image.png + camera.json (images kind)\n"
@@ -69,6 +74,8 @@ def add_generate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     src.add_argument("--image", type=Path, help="input image (PNG, JPEG, ...)")
     src.add_argument("--example", type=Path, metavar="DIR", help="official example folder")
     src.add_argument("--scene", help="procedural scene name (see 'worldstereo scenes'); its start view is the input")
+    src.add_argument("--panorama", type=Path, metavar="PATH",
+                     help="360-degree equirectangular image (2:1), pano-bank folder, or example folder with pano_bank/")
     g.add_argument("--depth", type=Path, metavar="D",
                    help="depth map of the input image: 16-bit PNG in millimetres, .npy or .exr in scene units")
     path = g.add_mutually_exclusive_group()
@@ -120,13 +127,16 @@ class _Input:
     paths: list[tuple[str, CameraParameters]]  # explicit camera paths (name, cameras); empty for a preset
     source: str
     prompt: str = ""  # the example's prompt.json caption (text conditioning of the vace generator)
+    kind: str = "image"  # image, panorama (an equirectangular image) or bank (posed views of one centre)
+    cameras: CameraParameters | None = None  # the bank's cameras
+    labels: list[str] | None = None  # the bank's view names
 
 
 def _image_hw(image: Any) -> tuple[int, int]:
     return tuple(image.shape[:2]) if isinstance(image, np.ndarray) else tuple(image.shape[-2:])
 
 
-def _load_depth(args: argparse.Namespace, image: Any) -> np.ndarray | None:
+def load_depth_for(args: argparse.Namespace, image: Any) -> np.ndarray | None:
     if args.depth is None:
         return None
     from worldstereo.backends.depth_file import load_depth_map
@@ -139,6 +149,23 @@ def _load_depth(args: argparse.Namespace, image: Any) -> np.ndarray | None:
             "they must have the same size"
         )
     return depth
+
+
+def _read_panorama(args: argparse.Namespace) -> _Input:
+    """``--panorama``: an equirectangular image (with an optional range map) or a bank; camera files are all generated."""
+    from worldstereo.panorama.bank import view_name
+    from worldstereo.panorama.files import read_panorama_input
+
+    image, bank = read_panorama_input(args.panorama)
+    cf = read_camera_file(args.camera, image_size=args.size) if args.camera is not None else None
+    paths = [("camera", cf.cameras)] if cf is not None else []
+    if bank is not None:
+        if args.depth is not None:
+            raise CliError("a pano bank brings its own depths/ (or none); do not give --depth")
+        labels = [f"bank view {view_name(i)}" for i in range(len(bank))]
+        return _Input(bank.images, bank.depths, None, paths, f"pano bank {bank.root}", kind="bank",
+                      cameras=bank.cameras, labels=labels)
+    return _Input(image, load_depth_for(args, image), None, paths, f"panorama {args.panorama}", kind="panorama")
 
 
 def _read_inputs(args: argparse.Namespace) -> _Input:
@@ -160,11 +187,13 @@ def _read_inputs(args: argparse.Namespace) -> _Input:
             paths = [(n, CameraParameters(c.intrinsics, c.extrinsics, w, h)) for n, c in paths]
         from worldstereo.backends.vace import caption_from_prompt
 
-        return _Input(ex.image, _load_depth(args, ex.image), paths[0][1][0], paths, f"example {ex.root}",
+        return _Input(ex.image, load_depth_for(args, ex.image), paths[0][1][0], paths, f"example {ex.root}",
                       caption_from_prompt(ex.prompt))
 
     if args.camera is None and args.preset is None:
         raise CliError("give a camera path: --camera FILE or --preset NAME")
+    if args.panorama is not None:
+        return _read_panorama(args)
     if args.scene is not None:
         if args.depth is not None:
             raise CliError("--scene brings its own exact depth; do not give --depth")
@@ -176,7 +205,7 @@ def _read_inputs(args: argparse.Namespace) -> _Input:
         return _Input(view.image, view.depth, view.camera, paths, f"scene {args.scene}")
 
     image = load_image(args.image)
-    depth = _load_depth(args, image)
+    depth = load_depth_for(args, image)
     if args.camera is None:
         return _Input(image, depth, None, [], f"image {args.image}")
     h, w = image.shape[:2]
@@ -268,11 +297,16 @@ def generate_command(args: argparse.Namespace) -> int:
         estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
     prompt = inp.prompt if args.prompt is None else args.prompt
     config.prompt = prompt
-    generator = _make_generator(args, prompt)
+    generator = make_generator_from_args(args, prompt)
     model = WorldStereo(config, depth_estimator=estimator, generator=generator)
-    align_to = inp.paths[0][1] if inp.paths else None
-    info = model.start(inp.image, depth=inp.depth, camera=inp.camera, align_to=align_to,
-                       align_scale=True if args.align_scale else None)
+    if inp.kind == "panorama":
+        info = model.start_panorama(inp.image, depth=inp.depth)
+    elif inp.kind == "bank":
+        info = model.start_views(inp.image, inp.cameras, inp.depth, labels=inp.labels)
+    else:
+        align_to = inp.paths[0][1] if inp.paths else None
+        info = model.start(inp.image, depth=inp.depth, camera=inp.camera, align_to=align_to,
+                           align_scale=True if args.align_scale else None)
     note(args, f"depth: {info.message or info.depth_source}")
     if info.scale_message:
         note(args, info.scale_message)
@@ -301,6 +335,8 @@ def generate_command(args: argparse.Namespace) -> int:
         "complete": False,
         "reason": "running (a run that stops without finishing leaves this)",
         "input": inp.source,
+        "input_kind": info.kind,
+        "views": info.num_views,
         "size": [w, h],
         "depth_source": info.depth_source,
         "approximate_geometry": info.approximate,
@@ -379,7 +415,7 @@ def _warn_coverage(args: argparse.Namespace, model: Any, name: str, cameras: Cam
                     "where the path turns gradually")
 
 
-def _make_generator(args: argparse.Namespace, prompt: str) -> Any | None:
+def make_generator_from_args(args: argparse.Namespace, prompt: str) -> Any | None:
     """The generator the flags ask for (None = the config's, i.e. the oracle); vace falls back to warp
     with a note when its weights cannot be had, and refuses a CPU unless --force-cpu."""
     if args.generator == "oracle":

@@ -222,6 +222,27 @@ class Scene(ABC):
             primitive_ids=pid,
         )
 
+    def trace(self, origins: torch.Tensor, directions: torch.Tensor, chunk_rays: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact hits of arbitrary world-frame rays (for cameras that are not pinholes, e.g. panoramas).
+
+        Args:
+            origins: (N, 3) ray origins, world frame of this scene.
+            directions: (N, 3) unit ray directions, world frame.
+        Returns:
+            distance along each ray to its hit (N,) (0 where the ray hits nothing: sky), and the
+            shaded colour (N, 3) in [0, 1] (the sky's colour on a miss).
+        """
+        R = self.R_world_local.to(origins)
+        t = self.t_world_local.to(origins)
+        dists, colors = [], []
+        for s in range(0, origins.shape[0], max(1, int(chunk_rays))):
+            o_l = (origins[s:s + chunk_rays].float() - t) @ R
+            d_l = directions[s:s + chunk_rays].float() @ R
+            t_hit, col, _, pid = self._trace(o_l, d_l)
+            dists.append(torch.where(pid >= 0, t_hit, torch.zeros_like(t_hit)))
+            colors.append(col)
+        return torch.cat(dists), torch.cat(colors)
+
     def _shade(self, albedo: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
         lam = normals @ self._light.to(normals)
         shade = self.ambient + (1.0 - self.ambient) * 0.5 * (1.0 + lam)

@@ -14,6 +14,10 @@ Preset semantics, read from the official ``camera.json`` matrices (``assets/exam
 * ``eloop``: the centre runs once round an ellipse in the start camera's image plane, ``x = rx D sin(2 pi s)``,
   ``y = -ry D (1 - cos(2 pi s))`` (``D`` = scene depth, ``rx = 0.3``, ``ry = 0.4``: right and up first), always looking
   at the point ``D`` ahead of the start camera; the last pose equals the first.
+* ``look_around`` turns a full circle in place (to the right); ``walk`` turns by ``yaw`` degrees over the first
+  third of the frames, then walks forward ``distance`` (default 0.5 x depth); ``out_and_back`` turns over the
+  first fifth, walks out ``distance`` (default 1 x depth) and back to where it began, still facing out. From a panorama's centre, where the
+  depth is the panorama's median distance, these explore it; they work from a photo too.
 * ``motion_list`` strings ``<words>-phi<deg>-theta<deg>`` are orbits by ``(phi, theta)`` about the pivot on the
   current optical axis; the words (``pan_right``, ``rotation_left_up``, ``left``) do **not** decide the motion (the
   official files label orbits ``pan_right`` and ``left`` with either sign). The reference frame of a whole list is
@@ -176,6 +180,32 @@ def _translate_preset(direction: str, default_fraction: float) -> _PresetSpec:
     )
 
 
+def _walk_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, distance: float | None = None) -> np.ndarray:
+    """Turn ``yaw`` degrees (right +) over the first third of the frames, then walk forward ``distance``
+    (default 0.5 x depth) in the turned camera's frame."""
+    d = 0.5 * start.depth if distance is None else float(distance)
+    turn_frames = n // 3 if yaw and n >= 3 else 0
+    turned = _pan(start, turn_frames + 1, yaw * scale, 0.0)
+    walked = _translate(_Start(turned[-1], start.axes, start.depth), n - turn_frames, np.array(_DIRECTIONS["forward"]), d * scale)
+    return np.concatenate([turned[:-1], walked])
+
+
+def _out_and_back_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, distance: float | None = None) -> np.ndarray:
+    """Turn ``yaw`` degrees over the first fifth of the frames, walk forward ``distance`` (default 1 x depth)
+    over the next two fifths, and back to where the walk began, still facing out, over the rest."""
+    d = (start.depth if distance is None else float(distance)) * scale
+    turn_frames = n // 5 if yaw and n >= 5 else 0
+    turned = _pan(start, turn_frames + 1, yaw * scale, 0.0)
+    base = _Start(turned[-1], start.axes, start.depth)
+    rest = n - turn_frames
+    out_frames = (rest + 1) // 2
+    forward = np.array(_DIRECTIONS["forward"])
+    out = _translate(base, out_frames, forward, d if out_frames > 1 else 0.0)
+    back = _translate(_Start(out[-1], start.axes, start.depth), rest - out_frames + 1, -forward,
+                      float(np.linalg.norm(out[-1][:3, 3] - base.C)))
+    return np.concatenate([turned[:-1], out, back[1:]])
+
+
 def _orbit_generic(start: _Start, n: int, scale: float, phi: float = 0.0, theta: float = 0.0, pivot: Any = None):
     return _orbit(start, n, phi * scale, theta * scale, pivot)
 
@@ -210,6 +240,14 @@ PRESETS: dict[str, _PresetSpec] = {
     "dolly_in": _translate_preset("forward", 0.5),
     "dolly_out": _translate_preset("backward", 0.5),
     "eloop": _PresetSpec(_eloop_preset, "closed elliptical loop in the image plane", {"rx": 0.3, "ry": 0.4}),
+    "look_around": _PresetSpec(
+        lambda start, n, scale, angle=360.0: _pan(start, n, angle * scale, 0.0),
+        "a full turn in place, to the right (from a panorama's centre: every direction once)", {"angle": 360.0},
+    ),
+    "walk": _PresetSpec(_walk_preset, "turn by yaw degrees, then walk forward (default 0.5 x depth)",
+                        {"yaw": 0.0, "distance": None}),
+    "out_and_back": _PresetSpec(_out_and_back_preset, "turn by yaw degrees, walk out (default 1 x depth) and back",
+                                {"yaw": 0.0, "distance": None}),
     "aerial": _PresetSpec(_aerial_preset, "rise and pitch down, then yaw", {"height": None, "pitch": 30.0, "yaw": 90.0}),
 }
 

@@ -1,0 +1,173 @@
+"""``worldstereo world``: a plan of trajectories in rounds through one set of memories, one aligned point
+cloud and a 3DGS-ready dataset (layout in :mod:`worldstereo.world.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worldstereo import trajectory
+from worldstereo.camera import CameraParameters
+from worldstereo.cli.camera_files import read_camera_file
+from worldstereo.cli.common import CliError, note, parse_size, positive_int
+from worldstereo.trajectory import subsample
+
+__all__ = ["add_world_parser", "world_command"]
+
+
+def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``world`` subcommand."""
+    w = sub.add_parser(
+        "world", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="build a world: a plan of trajectories in rounds, one point cloud, a 3DGS-ready dataset",
+        description=(
+            "Run a plan of trajectories in rounds through one set of memories: every trajectory of a round\n"
+            "starts from the memories the round began with, and its frames join them, in plan order, before\n"
+            "the next round. Default plans: a panorama walks out and back along --trajectories directions\n"
+            "(default 4); an example folder runs its official paths (eloop, then up, right, left); a photo the\n"
+            "same moves as presets. --plan plan.json runs your own (format in the README; D/plan.json is the\n"
+            "plan that ran). A rerun with the same input and settings resumes where the last one stopped.\n\n"
+            "Outputs in D/world/: images/, depths/ (16-bit millimetres, 0 = unknown), transforms.json\n"
+            "(nerfstudio), pointcloud.ply; D/world.json says what is done."
+        ),
+    )
+    src = w.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", type=Path, help="input photo")
+    src.add_argument("--panorama", type=Path, metavar="PATH",
+                     help="360-degree equirectangular image (2:1), pano-bank folder, or example folder with pano_bank/")
+    src.add_argument("--example", type=Path, metavar="DIR", help="official example folder (its paths make the plan)")
+    w.add_argument("--depth", type=Path, metavar="D", help="depth of --image (camera z) or --panorama (range per pixel)")
+    w.add_argument("--plan", type=Path, metavar="PLAN", help="plan.json to run instead of the default plan")
+    w.add_argument("--trajectories", type=positive_int, default=None, metavar="N",
+                   help="trajectories of the default plan (panorama: directions, default 4; photo/example: at most 4)")
+    w.add_argument("--frames", type=positive_int, default=None, metavar="F", help="frames per trajectory (default 21)")
+    w.add_argument("--size", type=parse_size, default=(512, 384), metavar="WxH", help="working size (default 512x384)")
+    w.add_argument("--out", type=Path, required=True, metavar="D", help="output folder (a rerun resumes it)")
+    w.add_argument("--depth-backend", choices=("auto", "moge", "prior"), default="auto",
+                   help="depth when none is given: auto = MoGe-2 when it can be had, else the offline prior")
+    w.add_argument("--depth-model", metavar="REPO_OR_PATH", default=None, help="MoGe-2 weights (see 'generate')")
+    w.add_argument("--fill", choices=("auto", "lama", "telea", "none"), default="auto", help="hole fill of warp frames")
+    w.add_argument("--generator", choices=("auto", "warp", "vace"), default="auto", help="frame generator")
+    w.add_argument("--prompt", default=None, metavar="TEXT", help="text prompt of the vace generator")
+    w.add_argument("--vace-steps", type=int, default=30, metavar="N", help="denoising steps per vace clip")
+    w.add_argument("--vace-offload", action="store_true", help="vace: model CPU offload")
+    w.add_argument("--force-cpu", action="store_true", help="let vace run on a CPU (tests, tiny models)")
+    w.add_argument("--seed", type=int, default=0, help="random seed")
+    w.add_argument("--quiet", action="store_true", help="no progress bars and no notes")
+    w.set_defaults(func=world_command, align_scale=False)
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The input as a dict: kind, source, image, depth, camera, bank cameras, official paths, prompt."""
+    from worldstereo.cli.generate import load_depth_for
+    from worldstereo.imageio_utils import load_image
+
+    if args.panorama is not None:
+        from worldstereo.panorama.files import read_panorama_input
+
+        image, bank = read_panorama_input(args.panorama)
+        if bank is not None:
+            if args.depth is not None:
+                raise CliError("a pano bank brings its own depths/ (or none); do not give --depth")
+            return {"kind": "bank", "source": f"pano bank {bank.root}", "image": bank.images, "depth": bank.depths,
+                    "cameras": bank.cameras, "paths": [], "prompt": ""}
+        return {"kind": "panorama", "source": f"panorama {args.panorama}", "image": image,
+                "depth": load_depth_for(args, image), "paths": [], "prompt": ""}
+    if args.example is not None:
+        from worldstereo.backends.vace import caption_from_prompt
+        from worldstereo.formats import read_example_folder
+        from worldstereo.panorama.files import find_bank_folder
+
+        if not args.example.is_dir():
+            raise CliError(f"example folder not found: {str(args.example)!r}")
+        if find_bank_folder(args.example) is not None:
+            args.panorama = args.example
+            return _inputs(argparse.Namespace(**{**vars(args), "example": None}))
+        ex = read_example_folder(args.example)
+        files = [(p.name, p.info.source) for p in ex.paths]
+        first = ex.paths[0].cameras
+        if ex.paths[0].info.kind == "images":
+            first = CameraParameters(first.intrinsics, first.extrinsics, ex.image.shape[1], ex.image.shape[0])
+        return {"kind": "image", "source": f"example {ex.root}", "image": ex.image, "depth": load_depth_for(args, ex.image),
+                "camera": first[0], "align_to": first, "paths": files, "prompt": caption_from_prompt(ex.prompt)}
+    image = load_image(args.image)
+    return {"kind": "image", "source": f"image {args.image}", "image": image, "depth": load_depth_for(args, image),
+            "camera": None, "paths": [], "prompt": ""}
+
+
+def _plan(args: argparse.Namespace, inp: dict[str, Any]):
+    from worldstereo.world.plan import PlanError, WorldPlan, example_plan, panorama_plan, photo_plan
+
+    frames = args.frames or 21
+    try:
+        if args.plan is not None:
+            plan = WorldPlan.load(args.plan)
+            return replace(plan, frames=args.frames) if args.frames else plan
+        if inp["kind"] in ("panorama", "bank"):
+            return panorama_plan(args.trajectories or 4, frames)
+        if inp["paths"]:
+            return example_plan(inp["paths"][: args.trajectories or 4], args.frames)
+        return photo_plan(frames, min(args.trajectories or 4, 4))
+    except PlanError as exc:
+        raise CliError(str(exc)) from None
+
+
+def world_command(args: argparse.Namespace) -> int:
+    """Run ``worldstereo world`` from parsed arguments; returns the exit status."""
+    from worldstereo.cli.generate import make_generator_from_args
+    from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
+    from worldstereo.world.runner import WorldError, build_world
+
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {str(args.out)!r} exists and is not a folder")
+    inp = _inputs(args)
+    plan = _plan(args, inp)
+    w, h = args.size
+    fingerprint = {"input": inp["source"], "size": [w, h], "depth_backend": args.depth_backend,
+                   "depth": str(args.depth) if args.depth else None, "generator": args.generator, "fill": args.fill,
+                   "seed": args.seed}
+    image_size = (inp["image"].shape[-2], inp["image"].shape[-3]) if inp["kind"] == "bank" else \
+        (inp["image"].shape[1], inp["image"].shape[0])
+
+    def make_model(start: bool) -> WorldStereo:
+        torch.manual_seed(args.seed)
+        prompt = inp["prompt"] if args.prompt is None else args.prompt
+        config = WorldStereoConfig(width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model,
+                                   generator="warp" if args.generator == "auto" and not torch.cuda.is_available()
+                                   else args.generator, fill=args.fill, prompt=prompt)
+        estimator = None
+        if start and inp["depth"] is None:
+            estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
+        model = WorldStereo(config, depth_estimator=estimator, generator=make_generator_from_args(args, prompt))
+        if not start:
+            return model
+        if inp["kind"] == "panorama":
+            info = model.start_panorama(inp["image"], depth=inp["depth"])
+        elif inp["kind"] == "bank":
+            info = model.start_views(inp["image"], inp["cameras"], inp["depth"])
+        else:
+            info = model.start(inp["image"], depth=inp["depth"], camera=inp.get("camera"), align_to=inp.get("align_to"))
+        note(args, f"depth: {info.message or info.depth_source}")
+        note(args, f"generator: {model.generator_message}")
+        return model
+
+    def cameras_for(model: WorldStereo, t, frames: int) -> CameraParameters:
+        if t.preset is not None:
+            return trajectory.preset(t.preset, model.start_camera, frames, scene_depth=model.scene_depth, **t.params)
+        cams = read_camera_file(plan.camera_path(t), image_size=image_size).cameras
+        return subsample(cams, frames)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = build_world(plan, args.out, fingerprint, make_model, cameras_for, progress=not args.quiet,
+                              log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)))
+    except WorldError as exc:
+        raise CliError(str(exc)) from None
+    print(f"world: {summary.frames} frames, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
+          f"{summary.dataset / 'pointcloud.ply'}")
+    return 0
