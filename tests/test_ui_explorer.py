@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import zipfile
 
@@ -333,3 +334,18 @@ def test_panorama_sample_loads_as_a_panorama_seen_from_inside(manager, tmp_path)
     assert load_upload(tmp_path / "p.png", as_photo=True).kind == "image"
     summary = s.load(load_upload(tmp_path / "p.png"), "256x192", "prior", "warp", fill="telea")
     assert "panorama" in summary.message and s.engine.depth == "panorama (27 views), room prior (approximate)"
+
+
+def test_build_world_runs_the_default_plan_and_offers_the_dataset_zip(manager):
+    s = manager.get("a")
+    s.load(bundle(), "256x192")
+    before = s.model.ggm.num_points
+    updates = list(s.build_world(3))
+    lines = [u[0] for u in updates if u[1] is None]
+    final, files = updates[-1]
+    assert "trajectory 1 / 4 (eloop), frame 1 / 3" in lines[0] and "World built: 4 trajectories, 13 frames" in final
+    with zipfile.ZipFile(files[0]) as zf:
+        names = set(zf.namelist())
+        data = json.loads(zf.read("world/transforms.json"))
+    assert {"world/transforms.json", "world/pointcloud.ply", "world/images/input_000.png", "world/depths/left_002.png"} <= names
+    assert len(data["frames"]) == 13 and s.model.ggm.num_points >= before and s.model.frame_counter == 13

@@ -36,6 +36,7 @@ from ui.session_records import (
     release_memory,
     uint8_image,
 )
+from ui.session_world import WorldBuilding
 from ui.viewport import EditorCallbacks, Viewport
 from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters
@@ -67,7 +68,7 @@ KEYFRAMES_PER_MEMORY = 32
 
 
 @dataclass
-class Session(AttentionQueries):
+class Session(AttentionQueries, WorldBuilding):
     """State of one browser session (keyed by gradio's session hash in :class:`ui.sessions.SessionManager`)."""
 
     session_id: str

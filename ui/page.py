@@ -109,6 +109,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 with gr.Row():
                     undo_btn = gr.Button("Undo last path", elem_id="ws-undo")
                     reset_btn = gr.Button("Reset", elem_id="ws-reset")
+                    world_btn = gr.Button("Build world", elem_id="ws-world")
                 with gr.Accordion("Camera path", open=True):
                     mode = gr.Radio(["preset", "keyframes"], value="preset", label="Path source",
                                     info="keyframes: an example's official path, an imported file, or your own "
@@ -305,6 +306,19 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             except USER_ERRORS as exc:
                 yield {status: fail(exc)}
 
+        def on_world(n: int, request: gr.Request) -> Iterator[dict[Any, Any]]:
+            """Build world: the input's default plan (a panorama's walks, an example's official paths, a photo's
+            moves) from the current memories; the dataset zip lands in Downloads."""
+            try:
+                s = session(request)
+                for line, archive in s.build_world(int(n)):
+                    if archive is None:
+                        yield {progress: f"**{line}**"}
+                    else:
+                        yield {progress: "", status: line, files: archive}
+            except USER_ERRORS as exc:
+                yield {status: fail(exc)}
+
         def on_cancel(request: gr.Request) -> str:
             s = manager.peek(request.session_hash)
             if s is not None and s.busy:
@@ -407,6 +421,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         cancel_btn.click(on_cancel, None, progress, api_name="cancel", concurrency_limit=None)
         undo_btn.click(on_undo, None, [status, gallery, stats, current, progress], api_name="undo")
         reset_btn.click(on_reset, [size, depth_backend, generator, fill], start_outputs, api_name="reset")
+        world_btn.click(on_world, [num_frames], [progress, status, files], api_name="build_world")
         export_btn.click(on_export, None, [files, status], api_name="export")
         att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
         att_timer.tick(on_attention_poll, [att_serial, truth_box], [*att_outputs, att_serial, att_acc, current, shown],

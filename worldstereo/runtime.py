@@ -12,6 +12,7 @@ faults, 0.7 s sys, same peak RSS. The app still hands memory back after each gen
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
@@ -52,6 +53,10 @@ def keep_freed_memory() -> bool:
     return _done
 
 
+#: longest wait at exit for a warm-up still compiling (its first compile takes about 6 s)
+WARM_UP_EXIT_WAIT_S = 30.0
+
+
 def warm_up() -> threading.Thread:
     """Compile (or load from numba's cache) the GGM's merge kernels in a daemon thread; returns it.
 
@@ -70,4 +75,7 @@ def warm_up() -> threading.Thread:
 
     thread = threading.Thread(target=run, name="worldstereo-warm-up", daemon=True)
     thread.start()
+    # a daemon thread inside a compiled parallel kernel when the interpreter tears down aborts the
+    # process ("terminate called without an active exception"): let it finish first (0.4 s from cache)
+    atexit.register(thread.join, WARM_UP_EXIT_WAIT_S)
     return thread

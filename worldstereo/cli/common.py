@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
+import traceback
 
-__all__ = ["CliError", "Parser", "note", "parse_size", "positive_float", "positive_int"]
+__all__ = ["CliError", "Parser", "debug_from_env", "note", "parse_size", "positive_float", "positive_int", "run_command"]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -65,3 +67,36 @@ def note(args: argparse.Namespace, text: str) -> None:
     """A ``note: ...`` line on stderr unless ``--quiet``."""
     if not args.quiet:
         print(f"note: {text}", file=sys.stderr)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from worldstereo.hub import WeightsUnavailableError
+
+    return (ValueError, OSError, WeightsUnavailableError)
+
+
+def debug_from_env() -> bool:
+    """``WORLDSTEREO_DEBUG=1`` (or true/yes/on): tracebacks on errors, like ``--debug``."""
+    return os.environ.get("WORLDSTEREO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command (``args.func``): one ``error: ...`` line and 2 for bad input, 130 for Ctrl-C."""
+    args.debug = bool(getattr(args, "debug", False)) or debug_from_env()
+    from worldstereo.runtime import keep_freed_memory, warm_up
+
+    keep_freed_memory()  # per-frame temporaries reuse freed pages (see worldstereo.runtime)
+    if args.command in ("generate", "eval"):
+        warm_up()  # the merge kernels compile (or load) while depth and the first frame are computed
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print("interrupted: no file was left half-written; frames written so far are complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _user_errors() as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -58,8 +58,18 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     w.add_argument("--vace-offload", action="store_true", help="vace: model CPU offload")
     w.add_argument("--force-cpu", action="store_true", help="let vace run on a CPU (tests, tiny models)")
     w.add_argument("--seed", type=int, default=0, help="random seed")
+    add_ray_arguments(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars and no notes")
     w.set_defaults(func=world_command, align_scale=False)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--ray-address``, ``--no-ray`` (shared by ``world`` and ``batch``)."""
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="most tasks at once (default: every core of an embedded Ray, or the cluster's)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="join a Ray cluster: auto, or ray://HOST:10001 (default: Ray embedded on this machine)")
+    parser.add_argument("--no-ray", action="store_true", help="run everything in this process (debugging)")
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,10 +172,16 @@ def world_command(args: argparse.Namespace) -> int:
         cams = read_camera_file(plan.camera_path(t), image_size=image_size).cameras
         return subsample(cams, frames)
 
+    executor = None
+    if not args.no_ray and any(len(r) > 1 for r in plan.rounds):  # a round of one trajectory gains nothing from Ray
+        from worldstereo.world.distributed import connect, ray_executor
+
+        executor = ray_executor(connect(args.ray_address, args.workers), args.workers, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         summary = build_world(plan, args.out, fingerprint, make_model, cameras_for, progress=not args.quiet,
-                              log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)))
+                              log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)),
+                              executor=executor)
     except WorldError as exc:
         raise CliError(str(exc)) from None
     print(f"world: {summary.frames} frames, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "

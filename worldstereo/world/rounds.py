@@ -58,10 +58,14 @@ def generate_from(
         if on_step is not None:
             on_step(step)
     kept = []
+    nothing = torch.zeros(0)
     for obs, is_key in record:
         ids = obs.seen_ids
         ids = ids[ids < base.num_points] if obs.evictions == base.evictions else ids[:0]
-        kept.append((replace(obs, seen_ids=ids, evictions=base.evictions), is_key))
+        # what the fold and the files need (the renders and attention stay behind: a result may travel)
+        frame = replace(obs.frame, ggm_render=nothing, ggm_hole_mask=nothing, new_surface_mask=nothing,
+                        ggm_point_ids=None, attention=None, extra_points=None, extra_colors=None)
+        kept.append((replace(obs, frame=frame, seen_ids=ids, evictions=base.evictions), is_key))
     return Generated(cameras, kept)
 
 

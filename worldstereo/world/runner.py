@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,13 @@ from worldstereo.pipeline import Step
 from worldstereo.snapshot import read_snapshot_config, restore_snapshot
 from worldstereo.world.dataset import frame_entry, write_point_cloud_budget, write_transforms
 from worldstereo.world.plan import Trajectory, WorldPlan
-from worldstereo.world.rounds import RoundBase, fold, generate_from
+from worldstereo.world.rounds import Generated, RoundBase, fold, generate_from
 
-__all__ = ["WorldError", "WorldSummary", "build_world"]
+#: runs a round: (context, generator, round base, [(name, cameras)], per-frame callback) -> Generated per job, in order
+Executor = Callable[[GenerationContext, Any, RoundBase, list[tuple[str, CameraParameters]], Callable[[str, Step], None]],
+                    Iterator[Generated]]
+
+__all__ = ["Executor", "WorldError", "WorldSummary", "build_world", "run_locally"]
 
 WORLD_VERSION = 1
 
@@ -107,6 +111,8 @@ def build_world(
     cameras_for: Callable[[WorldStereo, Trajectory, int], CameraParameters],
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    on_step: Callable[[str, Step], None] | None = None,
+    executor: Executor | None = None,
 ) -> WorldSummary:
     """Run ``plan`` into ``out`` (see the module docstring), resuming what an earlier run finished.
 
@@ -118,6 +124,11 @@ def build_world(
         cameras_for: the cameras of a trajectory for ``(model, trajectory, frames)`` at the working size.
         progress: tqdm bars on stderr (overall and per trajectory).
         log: one-line notes (e.g. ``print`` to stderr); None: silent.
+        on_step: called with (trajectory name, Step) after each frame (an app's progress; an exception
+            raised there stops the run as Ctrl-C does). In-process runs only.
+        executor: runs a round's trajectories (:func:`run_locally`, the default, one after another in this
+            process; :func:`worldstereo.world.distributed.ray_executor` as parallel Ray tasks); results
+            come back, and are folded, in plan order.
     Raises:
         WorldError: ``out`` holds another world, or its state cannot be read back.
     """
@@ -189,24 +200,20 @@ def build_world(
                 meta["round_base"] = {"round": r, "num_points": base.num_points, "evictions": base.evictions}
                 save_meta()
                 folded = base.state
-            for t in todo:
-                frames = plan.frames_of(t)
-                cameras = cameras_for(model, t, frames)
-                bar = tqdm(total=len(cameras), desc=t.name, unit="frame", file=sys.stderr, disable=not progress,
-                           dynamic_ncols=True, leave=False)
-                entries: list[dict[str, Any]] = []
+            jobs = [(t.name, cameras_for(model, t, plan.frames_of(t))) for t in todo]
+            bar = tqdm(total=sum(len(c) for _, c in jobs), desc=f"round {r + 1}", unit="frame", file=sys.stderr,
+                       disable=not progress, dynamic_ncols=True, leave=False)
 
-                def write(step: Step, name: str = t.name, entries: list = entries, bar=bar) -> None:
-                    stem = f"{name}_{step.frame_index:03d}.png"
-                    write_image_png(dataset / "images" / stem, step.image_uint8())
-                    write_depth_png(dataset / "depths" / stem, step.depth)
-                    entries.append(frame_entry(f"images/{stem}", f"depths/{stem}", step.camera) | {"trajectory": name})
-                    bar.update(1)
+            def step_done(name: str, step: Step, bar=bar) -> None:
+                bar.update(1)
+                if on_step is not None:
+                    on_step(name, step)
 
-                try:
-                    result = generate_from(ctx, model.generator, base, cameras, on_step=write)
-                finally:
-                    bar.close()
+            results = (executor or run_locally)(ctx, model.generator, base, jobs, step_done)
+            for t, result in zip(todo, results, strict=True):
+                entries = _write_frames(dataset, t.name, result)
+                if executor is not None:
+                    bar.update(len(result.observations))
                 ctx.restore(folded)
                 fold(ctx, base, result)
                 folded = ctx.capture()
@@ -219,6 +226,7 @@ def build_world(
                 generated.append(t.name)
                 overall.update(1)
                 note(f"{t.name}: {len(entries)} frames (round {r + 1}), memory {ctx.ggm.num_points:,} points")
+            bar.close()
             meta["round_base"] = None
             save_meta()
         seconds = time.perf_counter() - t0
@@ -240,6 +248,24 @@ def build_world(
     meta.update(complete=True, reason="", points=points, voxel=voxel)
     save_meta()
     return WorldSummary(folder, dataset, generated, len(meta["frames"]), points, voxel, seconds)
+
+
+def _write_frames(dataset: Path, name: str, result: Generated) -> list[dict[str, Any]]:
+    """Write a trajectory's frames (``images/NAME_NNN.png``, ``depths/NAME_NNN.png``); returns their ``transforms.json`` items."""
+    entries = []
+    for i, (obs, _) in enumerate(result.observations):
+        stem = f"{name}_{i:03d}.png"
+        write_image_png(dataset / "images" / stem, _uint8(obs.frame.image))
+        write_depth_png(dataset / "depths" / stem, obs.frame.depth)
+        entries.append(frame_entry(f"images/{stem}", f"depths/{stem}", obs.camera) | {"trajectory": name})
+    return entries
+
+
+def run_locally(ctx: GenerationContext, generator: Any, base: RoundBase, jobs: list[tuple[str, CameraParameters]],
+                on_step: Callable[[str, Step], None]) -> Iterator[Generated]:
+    """The in-process executor: each trajectory of a round in turn, from the round's base, in plan order."""
+    for name, cameras in jobs:
+        yield generate_from(ctx, generator, base, cameras, on_step=lambda step, name=name: on_step(name, step))
 
 
 def _start_info(model: WorldStereo) -> dict[str, Any]:

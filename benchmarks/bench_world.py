@@ -1,0 +1,75 @@
+"""A world from a panorama with the default plan (4 walks out and back, 21 frames each) at 416 x 240.
+
+Ours: ``worldstereo.world.build_world`` (rounds: every walk from the round's start, folded in plan
+order; frames, depths and snapshots written; the dataset exported), ``warp`` + Telea, the offline
+room prior, the synthetic room's panorama (1024 x 512; rendered before the clock starts). Figure:
+frames per second over the whole build (start excluded). Reference: the same four walks generated
+one after another with ``WorldStereo.generate`` and nothing written: what the world's rounds, files
+and exports cost on top. Each runs in a fresh process so that its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from benchmarks.common import BenchResult
+
+_WORLD = r"""
+import json, resource, sys, tempfile, time
+import torch
+from worldstereo import trajectory
+from worldstereo.model import WorldStereo, WorldStereoConfig
+from worldstereo.panorama.synthetic import render_panorama
+from worldstereo.runtime import keep_freed_memory
+from worldstereo.world import build_world, panorama_plan
+keep_freed_memory()
+pano = render_panorama("room", 1024)
+plan = panorama_plan(4, 21)
+config = WorldStereoConfig(width=416, height=240, generator="warp", fill="telea", depth_backend="prior")
+model = WorldStereo(config)
+t0 = time.perf_counter()
+model.start_panorama(pano.image)
+start_s = time.perf_counter() - t0
+
+def cams(m, t, n):
+    return trajectory.preset(t.preset, m.start_camera, n, scene_depth=m.scene_depth, **t.params)
+
+t1 = time.perf_counter()
+if sys.argv[1] == "ours":
+    with tempfile.TemporaryDirectory() as d:
+        s = build_world(plan, d, {"input": "bench"}, lambda start: model, cams, progress=False)
+        frames, points = s.frames - 1, s.points
+else:
+    frames = 0
+    for t in plan.trajectories:
+        frames += sum(1 for _ in model.generate(cams(model, t, 21)))
+    points = model.ggm.num_points
+seconds = time.perf_counter() - t1
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print(json.dumps({"seconds": seconds, "frames": frames, "fps": frames / seconds, "start_s": start_s,
+                  "rss_mb": rss_mb, "points": points}))
+"""
+
+
+def _run(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _WORLD, mode], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run() -> BenchResult:
+    ref = _run("reference")
+    ours = _run("ours")
+    return BenchResult(
+        name="world",
+        value=ours["fps"],
+        unit="frames/s",
+        reference="the same walks with generate(), nothing written",
+        reference_value=ref["fps"],
+        ratio=ours["fps"] / ref["fps"],
+        aim="figures for the README",
+        extra=(f"{ours['frames']} frames in {ours['seconds']:.1f} s after a {ours['start_s']:.1f} s start, peak RSS "
+               f"{ours['rss_mb']:.0f} MB, {ours['points']:,} points in the exported cloud "
+               f"(reference: {ref['seconds']:.1f} s, {ref['rss_mb']:.0f} MB)"),
+    )

@@ -1,0 +1,157 @@
+"""Ray: a world's rounds on 1 and 2 workers, batches (bad inputs, reruns, a killed worker), and a two-node
+cluster simulated in one process. Ray starts once for this module (embedded, 2 CPUs) and once more for the
+cluster test, at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+
+from worldstereo import trajectory  # noqa: E402
+from worldstereo.backends.factory import make_generator  # noqa: E402
+from worldstereo.cli import main  # noqa: E402
+from worldstereo.config import WorldStereoConfig  # noqa: E402
+from worldstereo.exports import write_image_png  # noqa: E402
+from worldstereo.model import WorldStereo  # noqa: E402
+from worldstereo.scenes import get_scene  # noqa: E402
+from worldstereo.world import Trajectory, WorldPlan, build_world  # noqa: E402
+from worldstereo.world.distributed import ray_executor  # noqa: E402
+
+W, H = 64, 48
+PLAN = WorldPlan(((Trajectory("a", "orbit_left", {"angle": 15.0}), Trajectory("b", "orbit_right", {"angle": 15.0}),
+                   Trajectory("c", "pan_left", {"angle": 20.0})),
+                  (Trajectory("d", "eloop", {"rx": 0.1, "ry": 0.1}),)), frames=3)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def _config() -> WorldStereoConfig:
+    return WorldStereoConfig(width=W, height=H, generator="warp", fill="telea", depth_backend="prior")
+
+
+def _world(out, executor=None):
+    view = get_scene("room").start_view(W, H)
+
+    def make_model(start: bool) -> WorldStereo:
+        model = WorldStereo(_config(), generator=make_generator(_config()).generator)
+        if start:
+            model.start(view.image, view.depth, view.camera)
+        return model
+
+    def cameras_for(model, t, frames):
+        return trajectory.preset(t.preset, model.start_camera, frames, scene_depth=model.scene_depth, **t.params)
+
+    return build_world(PLAN, out, {"input": "scene room"}, make_model, cameras_for, progress=False, executor=executor)
+
+
+def _images(folder) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p)) for p in sorted((folder / "world" / "images").glob("*.png"))}
+
+
+def test_a_world_is_the_same_on_one_and_two_workers_and_in_process(local_ray, tmp_path):
+    one = _world(tmp_path / "one", ray_executor(local_ray, workers=1))
+    two = _world(tmp_path / "two", ray_executor(local_ray, workers=2))
+    here = _world(tmp_path / "here")
+    a, b, c = (WorldStereo.load(tmp_path / n / "state" / "folded") for n in ("one", "two", "here"))
+    assert torch.equal(a.ggm.point_cloud, b.ggm.point_cloud) and one.points == two.points
+    ia, ib, ic = _images(tmp_path / "one"), _images(tmp_path / "two"), _images(tmp_path / "here")
+    assert ia.keys() == ib.keys() == ic.keys() and len(ia) == 1 + 4 * 3
+    assert all(np.array_equal(ia[k], ib[k]) for k in ia)
+    # in process: the same world (torch may order a reduction differently with its own thread count)
+    assert max(int(np.abs(ia[k].astype(int) - ic[k].astype(int)).max()) for k in ia) <= 2
+    assert abs(c.ggm.num_points - a.ggm.num_points) <= 0.005 * a.ggm.num_points and here.frames == one.frames
+    assert [k.frame_id for k in a.keyframes] == [k.frame_id for k in c.keyframes]
+
+
+def _inputs(tmp_path) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2):
+        img = (rng.random((H // 8, W // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+        write_image_png(tmp_path / f"photo{i}.png", img)
+        paths.append(str(tmp_path / f"photo{i}.png"))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "list.txt").write_text(f"{paths[1]}\n# a comment\nbroken.png\n")
+    return [paths[0], str(tmp_path / "list.txt")]
+
+
+def _batch(tmp_path, extra=()):
+    return main(["batch", *_inputs(tmp_path), "--preset", "orbit_left", "--frames", "3", "--size", f"{W}x{H}",
+                 "--fill", "telea", "--depth-backend", "prior", "--out", str(tmp_path / "out"), "--quiet", *extra])
+
+
+def test_batch_a_bad_input_fails_only_its_entry_and_a_rerun_skips_what_is_complete(local_ray, tmp_path):
+    assert _batch(tmp_path) == 2
+    rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())}
+    assert rows["photo0"]["status"] == rows["photo1"]["status"] == "complete" and rows["photo0"]["frames"] == 3
+    assert rows["broken"]["status"] == "failed" and "not an image file" in rows["broken"]["error"]
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == "input,name,status,frames,seconds,error"
+    before = (tmp_path / "out" / "photo0" / "run.json").stat().st_mtime_ns
+    assert _batch(tmp_path) == 2
+    rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())}
+    assert rows["photo0"]["status"] == "complete (earlier run)"
+    assert (tmp_path / "out" / "photo0" / "run.json").stat().st_mtime_ns == before  # not run again
+
+
+def test_batch_survives_a_killed_worker(local_ray, tmp_path):
+    """Kill the process running an input (by its PID) mid-task: Ray retries it and every result is whole."""
+    out = tmp_path / "out"
+    _inputs(tmp_path)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(rc=main([
+        "batch", str(tmp_path / "photo0.png"), str(tmp_path / "photo1.png"), "--preset", "orbit_left", "--frames", "12",
+        "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior", "--out", str(out), "--quiet"])))
+    thread.start()
+    pid_file, deadline = None, time.monotonic() + 120
+    while pid_file is None and time.monotonic() < deadline:
+        found = sorted((out / ".running").glob("*.pid")) if (out / ".running").is_dir() else []
+        pid_file = found[0] if found else None
+        time.sleep(0.05)
+    assert pid_file is not None, "no task started"
+    time.sleep(1.0)  # in the middle of its frames
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert result.get("rc") == 0
+    rows = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in rows] == ["complete", "complete"] and all(r["frames"] == 12 for r in rows)
+    for r in rows:
+        run = json.loads((out / r["name"] / "run.json").read_text())
+        assert run["complete"] and len(list((out / r["name"] / "frames").glob("*.png"))) == 12
+
+
+def test_batch_on_a_two_node_cluster(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        _inputs(tmp_path)
+        rc = main(["batch", str(tmp_path / "photo0.png"), str(tmp_path / "photo1.png"), "--preset", "pan_left",
+                   "--frames", "2", "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior",
+                   "--out", str(tmp_path / "out"), "--quiet", "--ray-address", cluster.address])
+        assert rc == 0
+        rows = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert [r["status"] for r in rows] == ["complete", "complete"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -1,0 +1,188 @@
+"""Worlds: plans, rounds through one set of memories, resume, and the 3DGS dataset (geometry checked through
+``transforms.json`` as a trainer would read it)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from worldstereo import trajectory
+from worldstereo.backends.depth_file import load_depth_map
+from worldstereo.backends.factory import make_generator
+from worldstereo.cli import main
+from worldstereo.config import WorldStereoConfig
+from worldstereo.exports import write_depth_png, write_image_png
+from worldstereo.model import WorldStereo
+from worldstereo.panorama.synthetic import render_panorama
+from worldstereo.scenes import get_scene
+from worldstereo.world import PlanError, Trajectory, WorldError, WorldPlan, build_world, panorama_plan, photo_plan
+
+W, H = 64, 48
+
+
+class Counting:
+    """A generator that counts its frames and can stop the run (Ctrl-C) at a given call."""
+
+    def __init__(self, inner, stop_at: int | None = None):
+        self.inner, self.calls, self.stop_at = inner, 0, stop_at
+        self.name = inner.name
+
+    def begin_clip(self, ctx, cameras):
+        self.inner.begin_clip(ctx, cameras)
+
+    def generate_frame(self, ctx, camera, index):
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.inner.generate_frame(ctx, camera, index)
+
+
+def _config() -> WorldStereoConfig:
+    return WorldStereoConfig(width=W, height=H, generator="warp", fill="telea", depth_backend="prior")
+
+
+def _room_world(generator, plan: WorldPlan, out, fingerprint=None):
+    view = get_scene("room").start_view(W, H)
+
+    def make_model(start: bool) -> WorldStereo:
+        model = WorldStereo(_config(), generator=generator)
+        if start:
+            model.start(view.image, view.depth, view.camera)
+        return model
+
+    def cameras_for(model, t, frames):
+        return trajectory.preset(t.preset, model.start_camera, frames, scene_depth=model.scene_depth, **t.params)
+
+    return build_world(plan, out, fingerprint or {"input": "scene room"}, make_model, cameras_for, progress=False)
+
+
+def test_plan_round_trip_and_default_plans(tmp_path):
+    plan = panorama_plan(3, frames=9)
+    assert [t.name for t in plan.trajectories] == ["walk_000", "walk_120", "walk_240"] and len(plan.rounds) == 1
+    assert all(t.preset == "out_and_back" for t in plan.trajectories)
+    plan.save(tmp_path / "plan.json")
+    again = WorldPlan.load(tmp_path / "plan.json")
+    assert again.to_json() == plan.to_json() and again.frames == 9
+    photo = photo_plan(frames=5)
+    assert [[t.name for t in r] for r in photo.rounds] == [["eloop"], ["up", "right", "left"]]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rounds": []}, "non-empty list of rounds"),
+    ({"rounds": [[{"name": "a", "preset": "spin"}]]}, "unknown preset 'spin'"),
+    ({"rounds": [[{"name": "a", "preset": "eloop", "params": {"rz": 1}}]]}, "has no parameter"),
+    ({"rounds": [[{"name": "a", "preset": "eloop"}, {"name": "a", "preset": "eloop"}]]}, "used twice"),
+    ({"rounds": [[{"name": "a/b", "preset": "eloop"}]]}, "letters, digits"),
+    ({"rounds": [[{"name": "a", "preset": "eloop", "frames": 0}]]}, "integer from 1"),
+    ({"rounds": [[{"name": "a", "preset": "eloop", "camera": "c.json"}]]}, "exactly one of"),
+    ({"rounds": [[{"name": "a", "preset": "eloop", "params": {"rx": float("nan")}}]]}, "finite number"),
+    ({"frames": 10**6, "rounds": [[{"name": "a", "preset": "eloop"}]]}, "integer from 1"),
+])
+def test_bad_plans_get_one_clear_error(change, message):
+    with pytest.raises(PlanError, match=message):
+        WorldPlan.from_json({"version": 1, **change})
+
+
+def test_world_dataset_geometry_through_transforms_json(tmp_path):
+    plan = WorldPlan(((Trajectory("left", "orbit_left", {"angle": 20.0}),),
+                      (Trajectory("right", "orbit_right", {"angle": 20.0}),)), frames=4)
+    summary = _room_world(make_generator(_config()).generator, plan, tmp_path / "w")
+    data = json.loads((summary.dataset / "transforms.json").read_text())
+    assert len(data["frames"]) == 1 + 4 + 4 and data["ply_file_path"] == "pointcloud.ply"
+    assert (data["w"], data["h"]) == (W, H) and data["depth_unit_scale_factor"] == 0.001
+    model = WorldStereo.load(tmp_path / "w" / "state" / "folded")
+    pts = model.ggm.point_cloud.double()
+    cols = model.ggm.point_colors.double()
+    K = torch.tensor([[data["fl_x"], 0, data["cx"]], [0, data["fl_y"], data["cy"]], [0, 0, 1]], dtype=torch.float64)
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+    checked = 0
+    for f in data["frames"]:
+        c2w = torch.tensor(f["transform_matrix"], dtype=torch.float64) @ flip  # nerfstudio (OpenGL) -> OpenCV axes
+        w2c = torch.linalg.inv(c2w)
+        cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
+        z = cam[:, 2]
+        uv = (cam @ K.T)[:, :2] / z.clamp_min(1e-9)[:, None]
+        inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+        image = np.asarray(Image.open(summary.dataset / f["file_path"])).astype(np.float64) / 255
+        depth = load_depth_map(summary.dataset / f["depth_file_path"]).astype(np.float64)
+        u, v = uv[inside, 0].long().numpy(), uv[inside, 1].long().numpy()
+        seen = np.abs(depth[v, u] - z[inside].numpy()) < 0.01 * z[inside].numpy()  # the frame saw these points
+        assert seen.mean() > 0.3, f["file_path"]
+        err = np.abs(image[v, u][seen] - cols[inside][seen].numpy()).mean(1)
+        assert np.median(err) < 0.06, f["file_path"]  # the same colour (a merged point is a running mean)
+        checked += int(seen.sum())
+    assert checked > 10_000
+
+
+def test_depth_files_round_trip(tmp_path):
+    depth = np.random.default_rng(0).uniform(0.2, 60.0, (H, W)).astype(np.float32)
+    depth[0, :5] = 0.0
+    write_depth_png(tmp_path / "d.png", depth)
+    back = load_depth_map(tmp_path / "d.png")
+    assert back.dtype == np.float32 and back.shape == (H, W)
+    np.testing.assert_allclose(back, depth, atol=0.0005 + 1e-6)
+    assert (back[0, :5] == 0).all()
+
+
+def test_resume_generates_only_what_is_left_and_matches_an_uninterrupted_world(tmp_path):
+    plan = WorldPlan(((Trajectory("a", "orbit_left", {"angle": 15.0}), Trajectory("b", "pan_right", {"angle": 20.0})),
+                      (Trajectory("c", "eloop", {"rx": 0.1, "ry": 0.1}),)), frames=3)
+    inner = make_generator(_config()).generator
+    first = Counting(inner, stop_at=3)  # Ctrl-C as the second trajectory begins
+    with pytest.raises(KeyboardInterrupt):
+        _room_world(first, plan, tmp_path / "w")
+    meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert not meta["complete"] and meta["reason"] == "interrupted" and meta["done"] == ["a"]
+    assert len(list((tmp_path / "w" / "world" / "images").glob("a_*.png"))) == 3  # the finished one is whole
+    second = Counting(inner)
+    summary = _room_world(second, plan, tmp_path / "w")
+    assert second.calls == 6 and summary.trajectories == ["b", "c"]  # only the rest ran
+    whole = Counting(inner)
+    straight = _room_world(whole, plan, tmp_path / "x")
+    assert whole.calls == 9 and straight.points == summary.points
+    resumed = WorldStereo.load(tmp_path / "w" / "state" / "folded")
+    direct = WorldStereo.load(tmp_path / "x" / "state" / "folded")
+    assert torch.equal(resumed.ggm.point_cloud, direct.ggm.point_cloud)
+    assert [k.frame_id for k in resumed.keyframes] == [k.frame_id for k in direct.keyframes]
+    for name in ("b_002.png", "c_002.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "w" / "world" / "images" / name)),
+                              np.asarray(Image.open(tmp_path / "x" / "world" / "images" / name)))
+
+
+def test_a_round_starts_every_trajectory_from_the_same_memories(tmp_path):
+    """b runs after a in plan order but from the round's start: it is what it would be alone."""
+    a, b = Trajectory("a", "orbit_left", {"angle": 15.0}), Trajectory("b", "orbit_right", {"angle": 15.0})
+    gen = make_generator(_config()).generator
+    _room_world(gen, WorldPlan(((a, b),), frames=3), tmp_path / "both")
+    _room_world(gen, WorldPlan(((b,),), frames=3), tmp_path / "alone")
+    for i in range(3):
+        one = np.asarray(Image.open(tmp_path / "both" / "world" / "images" / f"b_{i:03d}.png"))
+        two = np.asarray(Image.open(tmp_path / "alone" / "world" / "images" / f"b_{i:03d}.png"))
+        assert np.array_equal(one, two)
+
+
+def test_cli_world_from_a_panorama_and_refusals(tmp_path, capsys):
+    pano = render_panorama("room", 256, antialias=1)
+    write_image_png(tmp_path / "pano.png", pano.image)
+    args = ["world", "--panorama", str(tmp_path / "pano.png"), "--trajectories", "2", "--frames", "3",
+            "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior", "--quiet", "--no-ray"]
+    assert main([*args, "--out", str(tmp_path / "w")]) == 0
+    meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert meta["complete"] and meta["done"] == ["walk_000", "walk_180"] and meta["start"]["kind"] == "panorama"
+    assert WorldPlan.load(tmp_path / "w" / "plan.json").to_json() == panorama_plan(2, 3).to_json()
+    assert len(json.loads((tmp_path / "w" / "world" / "transforms.json").read_text())["frames"]) == 7
+    capsys.readouterr()
+    # the same folder with another world: refused, nothing touched
+    other = [*args[:4], "3", *args[5:]]
+    assert main([*other, "--out", str(tmp_path / "w")]) == 2
+    assert "holds another world" in capsys.readouterr().err
+    # a bad plan: one clear error
+    (tmp_path / "bad.json").write_text(json.dumps({"rounds": [[{"name": "x", "preset": "warp_speed"}]]}))
+    assert main([*args, "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b")]) == 2
+    assert "unknown preset 'warp_speed'" in capsys.readouterr().err
+    with pytest.raises(WorldError, match="holds another world"):
+        _room_world(make_generator(_config()).generator, panorama_plan(1, 3), tmp_path / "w")
