@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from worldstereo import trajectory
 from worldstereo.camera import CameraParameters
 from worldstereo.cli import main
 from worldstereo.geometry.dense_splat import splat_dense
@@ -190,10 +191,10 @@ def test_left_out_view_is_rendered_from_the_others(room_pano, out):
 def test_panorama_start_seeds_both_memories_and_paths_draw_on_bank_views(room_pano):
     model = WorldStereo(_small_config())
     info = model.start_panorama(room_pano.image)
-    assert info.kind == "panorama" and info.num_views == 27 and info.approximate
+    assert info.kind == "panorama" and info.num_views == 29 and info.approximate  # the bank and its two poles
     assert "panorama" in info.message and "exact at any depth" in info.message and "room prior" in info.message
-    assert [k.label for k in model.keyframes] == [f"bank view {i:04d}" for i in range(27)]
-    assert model.frame_counter == 27 and model.ssm.num_entries == 27 * 12  # 64x48 / 16 px tokens
+    assert [k.label for k in model.keyframes] == [f"bank view {i:04d}" for i in range(27)] + ["view up", "view down"]
+    assert model.frame_counter == 29 and model.ssm.num_entries == 29 * 12  # 64x48 / 16 px tokens
     # the GGM points lie on the prior box around the centre (a merge at a seam averages two neighbours:
     # at the box's edges that is a little inside it)
     pts = model.ggm.point_cloud
@@ -204,11 +205,11 @@ def test_panorama_start_seeds_both_memories_and_paths_draw_on_bank_views(room_pa
     torch.testing.assert_close(start.c2w[0, :3, 2], torch.tensor([-1.0, 0.0, 0.0]), atol=1e-6, rtol=0)
     assert float(start.fov_y[0]) == pytest.approx(math.pi / 2) and float(start.K[0, 0, 0]) == float(start.K[0, 1, 1])
     steps = list(model.generate("look_around", num_frames=5))
-    assert steps[0].frame_id == 27
+    assert steps[0].frame_id == 29
     refs = {f for s in steps for f in s.references}
-    assert refs and refs <= set(range(27)) | {s.frame_id for s in steps}
+    assert refs and refs <= set(range(29)) | {s.frame_id for s in steps}
     assert all(s.hole_share < 0.05 for s in steps)  # looking around from the centre: everything is known
-    named = {model.keyframe_by_id(f).name for f in refs if f < 27}
+    named = {model.keyframe_by_id(f).name for f in refs if f < 29}
     assert named and all(n.startswith("bank view ") for n in named)
 
 
@@ -216,11 +217,10 @@ def test_panorama_start_with_exact_range_matches_the_truth(room_pano):
     model = WorldStereo(_small_config())
     info = model.start_panorama(room_pano.image, depth=room_pano.range)
     assert info.depth_source == "given" and not info.approximate
-    # scene depth is the panorama's median distance over the sphere (pixels weighted by their solid angle,
-    # within the bank's reach of 71.6 degrees up and down)
+    # scene depth is the panorama's median distance over the sphere (pixels weighted by their solid angle)
     h = room_pano.range.shape[0]
     lat = np.radians(90 - (np.arange(h) + 0.5) / h * 180)
-    weight = np.broadcast_to(np.cos(lat)[:, None], room_pano.range.shape) * (np.abs(np.degrees(lat)) < 71.6)[:, None]
+    weight = np.broadcast_to(np.cos(lat)[:, None], room_pano.range.shape)
     order = np.argsort(room_pano.range.ravel())
     cum = np.cumsum(weight.ravel()[order])
     median = float(room_pano.range.ravel()[order][np.searchsorted(cum, cum[-1] / 2)])
@@ -234,6 +234,9 @@ def test_panorama_start_with_exact_range_matches_the_truth(room_pano):
     cols = (model.ggm.point_colors[torch.from_numpy(inside)] * 255).numpy()
     pix = views[0][v[inside].astype(int), u[inside].astype(int)].astype(np.float64)
     assert np.median(np.abs(cols - pix).mean(1)) < 12
+    # the poles are known too (a panorama holds them): looking straight up shows no hole
+    up = trajectory.preset("pan_up", model.start_camera, 3, scene_depth=model.scene_depth, angle=89.0)
+    assert [s.hole_share < 0.02 for s in model.generate(up)] == [True, True, True]
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -311,7 +314,7 @@ def test_cli_generates_from_a_panorama_and_from_a_bank(tmp_path, room_pano, caps
                "--out", str(tmp_path / "a"), "--quiet"])
     assert rc == 0
     run = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert run["complete"] and run["input_kind"] == "panorama" and run["views"] == 27 and run["approximate_geometry"]
+    assert run["complete"] and run["input_kind"] == "panorama" and run["views"] == 29 and run["approximate_geometry"]
     assert len(list((tmp_path / "a" / "frames").glob("*.png"))) == 4
     views, cams, depths = _bank_of(small, 208, 120)
     write_pano_bank(tmp_path / "ex" / "pano_bank", views, cams, depths)

@@ -316,15 +316,18 @@ def test_panorama_sample_loads_as_a_panorama_seen_from_inside(manager, tmp_path)
     assert PANORAMA_PREFIX + "room" in names and sample_caption(PANORAMA_PREFIX + "room") == "Room 360*"
     s = manager.get("a")
     summary = s.load(load_sample(PANORAMA_PREFIX + "room", 256, 192), "256x192", "auto", "warp", fill="telea")
-    assert "as a **panorama** (27 views)" in summary.message and "exact at any depth" in summary.message
-    assert s.engine.depth == "panorama (27 views), given depth" and summary.has_truth
+    assert "as a **panorama** (29 views)" in summary.message and "exact at any depth" in summary.message
+    assert s.engine.depth == "panorama (29 views), given depth" and summary.has_truth
     assert s.editor.preset == "look_around"
     start = s.model.start_camera.camera_centers[0].numpy()
     cam = s.viewport.server.initial_camera
-    np.testing.assert_allclose(np.asarray(cam.position), start, atol=1e-5)  # the viewer stands at the centre
+    # the viewer stands inside the cloud, just behind the centre, looking the way the path starts
+    assert np.linalg.norm(np.asarray(cam.position) - start) < 0.5 * s.model.scene_depth
+    look = np.asarray(cam.look_at) - np.asarray(cam.position)
+    assert float(look @ s.model.start_camera.c2w[0, :3, 2].numpy()) > 0.9 * np.linalg.norm(look)
     s.set_path("preset", "look_around", 1.0, False, 3)
     ups = [u for u in s.generate(3) if not u.done]
-    assert len(ups) == 3 and all(u.frame.frame_id >= 27 for u in ups)
+    assert len(ups) == 3 and all(u.frame.frame_id >= 29 for u in ups)
     truth, _, psnr = s.truth_of(ups[1].frame.frame_id)  # ground truth of a frame of the panorama's scene
     assert truth.shape == ups[1].frame.image.shape and psnr > 20
     # a 2:1 upload is taken as a panorama, unless asked to be a photo
@@ -333,7 +336,7 @@ def test_panorama_sample_loads_as_a_panorama_seen_from_inside(manager, tmp_path)
     assert load_upload(tmp_path / "p.png").kind == "panorama"
     assert load_upload(tmp_path / "p.png", as_photo=True).kind == "image"
     summary = s.load(load_upload(tmp_path / "p.png"), "256x192", "prior", "warp", fill="telea")
-    assert "panorama" in summary.message and s.engine.depth == "panorama (27 views), room prior (approximate)"
+    assert "panorama" in summary.message and s.engine.depth == "panorama (29 views), room prior (approximate)"
 
 
 def test_build_world_runs_the_default_plan_and_offers_the_dataset_zip(manager):

@@ -148,10 +148,12 @@ class Viewport:
             target.look_at = tuple(float(v) for v in look)
 
     def view_from_inside(self, camera: CameraParameters) -> None:
-        """Put the viewer at ``camera``'s centre looking along it (a panorama's cloud surrounds its centre)."""
+        """Put the viewer inside the cloud, a little behind and above ``camera`` and looking along it (a panorama's
+        cloud surrounds its centre; from just behind it, the path's frustums sit small in front of the viewer)."""
         T = camera.c2w[0].double().numpy()
+        eye = T[:3, 3] - 0.35 * self.scene_scale * T[:3, 2] + 0.12 * self.scene_scale * self._up
         with self._lock:
-            self.set_view(T[:3, 3], T[:3, 3] + self.scene_scale * T[:3, 2])
+            self.set_view(eye, T[:3, 3] + self.scene_scale * T[:3, 2])
 
     def frame_all(self, points: np.ndarray, must_see: np.ndarray | None = None, fov_y: float = VIEWER_FOV) -> None:
         """View ``points`` (N, 3) (the cloud) and all of ``must_see`` (M, 3) (a path's camera centres) from outside.

@@ -36,7 +36,7 @@ from worldstereo.camera import CameraParameters
 from worldstereo.config import GENERATOR_CHOICES, UPDATE_FREQUENCIES, WorldStereoConfig
 from worldstereo.context import GENERATED_CONFIDENCE, OBSERVED_CONFIDENCE, GenerationContext
 from worldstereo.inputs import resize_depth, resize_image, to_depth_tensor, to_image_tensor
-from worldstereo.panorama.bank import official_bank_cameras, split_panorama, view_name
+from worldstereo.panorama.bank import official_bank_cameras, polar_cameras, split_panorama, view_name
 from worldstereo.panorama.equirect import check_panorama_size, range_to_z, working_panorama_size
 from worldstereo.panorama.lift import start_camera_for
 from worldstereo.panorama.views import ViewDepths, check_views, estimate_view_depths
@@ -71,7 +71,7 @@ class StartInfo:
         fallback_reason: why MoGe-2 was not used under ``auto`` (``offline``, ``download_failed``,
             ``corrupt``, ``not_found``, ``package_missing``), else None.
         kind: what the exploration started from: ``image``, ``panorama`` or ``views`` (posed views).
-        num_views: views the memories were seeded from (1 for an image; 27 for a panorama's bank).
+        num_views: views the memories were seeded from (1 for an image; 29 for a panorama: its bank and poles).
     """
 
     depth_source: str
@@ -281,8 +281,9 @@ class WorldStereo:
 
         The panorama (2:1; see :mod:`worldstereo.panorama.equirect` for the convention; wider than
         :data:`~worldstereo.panorama.equirect.MAX_PANORAMA_WIDTH` is downscaled) is split into the
-        official bank of 27 views (:mod:`worldstereo.panorama.bank`), which seed both memories as in
-        :meth:`start_views`. Paths start at the centre looking along view 0000 (-X, world up +Z).
+        official bank of 27 views (:mod:`worldstereo.panorama.bank`) plus a view straight up and one
+        straight down (a panorama holds its poles; the bank stops at 71.6 degrees), which seed both
+        memories as in :meth:`start_views`. Paths start at the centre looking along view 0000 (-X, world up +Z).
 
         Args:
             image: (H, W, 3) uint8 or (1, 3, H, W) float in [0, 1], W = 2H.
@@ -298,19 +299,20 @@ class WorldStereo:
         rng = to_depth_tensor(depth, h, w) if depth is not None else None
         img = resize_image(img, wp, hp)
         pano = img[0].permute(1, 2, 0).contiguous().numpy()
-        cams = official_bank_cameras()
+        cams = CameraParameters.cat([official_bank_cameras(), polar_cameras()])  # the bank, and the poles it misses
         views = torch.from_numpy(split_panorama(pano, cams)).permute(0, 3, 1, 2).clamp(0, 1)
         depths = None
         if rng is not None:
             rng = resize_depth(rng, wp, hp)[0, 0].numpy()
             ranges = torch.from_numpy(split_panorama(rng, cams, nearest=True))
             depths = range_to_z(ranges, cams._camera_directions()[0].float())
-        info = self.start_views(views, cams, depths, labels=[f"bank view {view_name(i)}" for i in range(len(cams))])
+        labels = [f"bank view {view_name(i)}" for i in range(len(cams) - 2)] + ["view up", "view down"]
+        info = self.start_views(views, cams, depths, labels=labels)
         exact = ("looking around from the centre is exact at any depth; moving away from it needs real depth"
                  + (" (this depth is approximate)" if info.approximate else ""))
         info.kind = "panorama"
         info.message = f"panorama ({w}x{h}" + (f", worked at {wp}x{hp}" if (wp, hp) != (w, h) else "") + \
-            f", {info.num_views} bank views): {info.message}; {exact}"
+            f", the 27 bank views and the poles): {info.message}; {exact}"
         return info
 
     def _fit_ssm_to(self, num_views: int) -> bool:

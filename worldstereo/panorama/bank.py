@@ -30,6 +30,7 @@ __all__ = [
     "bank_directions",
     "merge_views",
     "official_bank_cameras",
+    "polar_cameras",
     "split_panorama",
     "view_name",
 ]
@@ -87,6 +88,21 @@ def official_bank_cameras(width: int = BANK_WIDTH, height: int = BANK_HEIGHT) ->
     for i, f in enumerate(bank_directions()):
         E[i, :3, :3] = torch.from_numpy(_look_rotation(f).T)
     return CameraParameters(K.expand(len(BANK_VIEWS), 3, 3).clone(), E, width, height)
+
+
+def polar_cameras(width: int = BANK_WIDTH, height: int = BANK_HEIGHT) -> CameraParameters:
+    """Two more views for a panorama's memories, straight up and straight down (the bank's intrinsics).
+
+    The official bank reaches 71.6 degrees up and down; a whole panorama holds its poles too, so
+    ``WorldStereo.start_panorama`` adds these two views (not written by ``panorama split``).
+    """
+    cams = official_bank_cameras(width, height)[:2]
+    E = cams.w2c.clone()
+    # camera-to-world columns x, y, z: up looks along +Z (its image top towards -X), down along -Z (top towards +X)
+    up = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64).T
+    down = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], dtype=torch.float64).T
+    E[0, :3, :3], E[1, :3, :3] = up.T, down.T
+    return CameraParameters(cams.K, E, width, height)
 
 
 def _view_rays(camera: CameraParameters, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
