@@ -184,5 +184,8 @@ def test_cli_world_from_a_panorama_and_refusals(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"rounds": [[{"name": "x", "preset": "warp_speed"}]]}))
     assert main([*args, "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b")]) == 2
     assert "unknown preset 'warp_speed'" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main([*args, "--plan", str(tmp_path / "broken.json"), "--out", str(tmp_path / "b")]) == 2
+    assert "broken.json: broken JSON" in capsys.readouterr().err
     with pytest.raises(WorldError, match="holds another world"):
         _room_world(make_generator(_config()).generator, panorama_plan(1, 3), tmp_path / "w")

@@ -46,6 +46,7 @@ __all__ = [
     "write_camera_json",
     "write_nerfstudio_path",
     "write_point_cloud",
+    "read_json_file",
 ]
 
 # Order in which the reference explores the four official reconstruction paths (src/data_utils.recon_sort_trajs).
@@ -68,18 +69,30 @@ def _write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- reader helpers
-def _load_json(path: Path) -> Any:
-    from worldstereo.limits import MAX_CAMERA_FILE_BYTES, check_file_size
+def read_json_file(path: str | os.PathLike, max_bytes: int, name: str | None = None) -> Any:
+    """Parse a JSON file of at most ``max_bytes``; every problem is one ``ValueError`` naming the file
+    (``name``, default its path): too large, unreadable, not UTF-8 text, broken JSON."""
+    from worldstereo.limits import check_file_size
 
-    check_file_size(path, MAX_CAMERA_FILE_BYTES, f"{path.name}")
+    p = Path(path)
+    label = name or str(p)
+    check_file_size(p, max_bytes, p.name)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{label}: not a text JSON file") from None
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read file: {exc}") from None
+        raise ValueError(f"{label}: cannot read file: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: broken JSON: {exc}") from None
+        raise ValueError(f"{label}: broken JSON: {exc}") from None
+
+
+def _load_json(path: Path) -> Any:
+    from worldstereo.limits import MAX_CAMERA_FILE_BYTES
+
+    return read_json_file(path, MAX_CAMERA_FILE_BYTES)
 
 
 def _check_pose_count(path: Path, n: int) -> None:

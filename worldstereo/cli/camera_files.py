@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from worldstereo import formats
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.common import CliError
+from worldstereo.limits import MAX_CAMERA_FILE_BYTES
 
 __all__ = ["CameraFile", "read_camera_file"]
 
@@ -39,11 +39,9 @@ def read_camera_file(path: str | os.PathLike, image_size: tuple[int, int] | None
     if not p.is_file():
         raise CliError(f"camera file not found: {str(p)!r}")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise CliError(f"{p}: not a text JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{p}: broken JSON: {exc}") from None
+        data = formats.read_json_file(p, MAX_CAMERA_FILE_BYTES)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if isinstance(data, dict) and "camera_path" in data:
         cams = formats.read_nerfstudio_path(p).cameras
         if image_size is not None and tuple(image_size) != (cams.width, cams.height):

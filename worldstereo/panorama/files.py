@@ -19,6 +19,7 @@ from worldstereo.atomic import write_text_atomic
 from worldstereo.backends.depth_file import load_depth_map
 from worldstereo.camera import ROTATION_TOLERANCE, CameraParameters
 from worldstereo.exports import write_depth_png, write_image_png
+from worldstereo.formats import read_json_file
 from worldstereo.imageio_utils import load_image
 from worldstereo.panorama.bank import view_name
 from worldstereo.panorama.equirect import PanoramaError, check_panorama_size
@@ -73,14 +74,10 @@ def _matrix(name: str, value: object, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _read_cameras(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    if path.stat().st_size > MAX_CAMERAS_JSON_BYTES:
-        raise PanoramaError(f"{path}: larger than {MAX_CAMERAS_JSON_BYTES} bytes; not a bank's cameras.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise PanoramaError(f"{path}: not a text JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise PanoramaError(f"{path}: broken JSON: {exc}") from None
+        data = read_json_file(path, MAX_CAMERAS_JSON_BYTES)
+    except ValueError as exc:
+        raise PanoramaError(str(exc)) from None
     if not isinstance(data, dict) or not data:
         raise PanoramaError(f'{path}: expected an object {{"0000": {{"intrinsic": ..., "extrinsic": ...}}, ...}}')
     out = {}

@@ -32,6 +32,7 @@ from typing import Any
 
 from worldstereo import trajectory
 from worldstereo.atomic import write_text_atomic
+from worldstereo.formats import read_json_file
 from worldstereo.limits import MAX_PATH_FRAMES
 
 __all__ = [
@@ -154,14 +155,10 @@ class WorldPlan:
         p = Path(path)
         if not p.is_file():
             raise PlanError(f"plan file not found: {str(p)!r}")
-        if p.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanError(f"{p.name}: larger than {MAX_PLAN_BYTES} bytes; not a plan")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise PlanError(f"{p.name}: not a text JSON file") from None
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"{p.name}: broken JSON: {exc}") from None
+            data = read_json_file(p, MAX_PLAN_BYTES, p.name)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
         try:
             return cls.from_json(data, p.resolve().parent)
         except PlanError as exc:
