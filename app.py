@@ -8,19 +8,20 @@ Serves one port: the Gradio page at ``/`` and each session's 3D viewport through
 
 from __future__ import annotations
 
-import os
 import sys
 
-import torch
-
-from ui.config import AppConfig
-from ui.server import serve
+from worldstereo.threads import configure_process, thread_budget
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Leave one core to the web server: torch's spinning OpenMP threads oversubscribed with the
-    # server's threads slow generation down badly on small (2-core) machines such as a CPU Space.
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    # One thread budget (WORLDSTEREO_THREADS, else the cores this process may use) less one core for
+    # the web server: spinning pools oversubscribed with the server's threads slow generation down
+    # badly on small (2-core) machines such as a CPU Space. Concurrent generations divide it.
+    budget = thread_budget()
+    configure_process(max(1, budget - 1))
+    from ui.config import AppConfig
+    from ui.server import serve
+
     serve(AppConfig.from_args(argv))
 
 

@@ -42,6 +42,7 @@ from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters
 from worldstereo.config import FILL_CHOICES, GENERATOR_CHOICES
 from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
+from worldstereo.threads import shared_policy
 
 __all__ = [
     "DEPTH_CHOICES",
@@ -382,8 +383,11 @@ class Session(AttentionQueries, WorldBuilding):
             self.frames = []
             stream = model.generate(cams, num_frames=n)
             cancelled = False
+            threads = shared_policy()
             try:
-                for step in stream:
+                # concurrent generations divide the thread budget; a step may resume in another of
+                # Gradio's worker threads, so the share is applied again before each frame
+                for step in _sharing(threads, stream):
                     rec = self._record(step)
                     vp.add_frame(step.frame_id, step.camera, rec.image, step.is_keyframe)
                     added = step.memory.points_added
@@ -477,3 +481,15 @@ class Session(AttentionQueries, WorldBuilding):
         rec = self.frame(frame_id)
         self.current_frame_id = rec.frame_id
         return rec
+
+
+def _sharing(policy, stream: Iterator) -> Iterator:
+    """``stream``'s items, each computed in the calling thread with its current share of ``policy``'s threads."""
+    with policy.generation():
+        while True:
+            policy.refresh()
+            try:
+                item = next(stream)
+            except StopIteration:
+                return
+            yield item

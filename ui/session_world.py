@@ -16,6 +16,7 @@ from pathlib import Path
 
 from worldstereo import trajectory
 from worldstereo.atomic import atomic_path
+from worldstereo.threads import shared_policy
 from worldstereo.world import WorldPlan, build_world, example_plan, panorama_plan, photo_plan
 
 __all__ = ["WorldBuilding", "zip_folder"]
@@ -73,9 +74,10 @@ class WorldBuilding:
 
             def run() -> None:
                 try:
-                    result["summary"] = build_world(plan, out, {"input": self.bundle.label if self.bundle else "?"},
-                                                    lambda _start: model, cameras_for, progress=False,
-                                                    log=done.append, on_step=on_step)
+                    with shared_policy().generation():  # this world's share of the thread budget
+                        result["summary"] = build_world(plan, out, {"input": self.bundle.label if self.bundle else "?"},
+                                                        lambda _start: model, cameras_for, progress=False,
+                                                        log=done.append, on_step=on_step)
                 except BaseException as exc:  # noqa: BLE001 - handed to the page below
                     result["error"] = exc
                 finally:

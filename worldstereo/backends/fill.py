@@ -34,6 +34,7 @@ import torch
 from worldstereo import hub
 from worldstereo.backends.registry import Registry
 from worldstereo.config import FILL_CHOICES
+from worldstereo.threads import current_threads
 
 __all__ = [
     "DEFAULT_LAMA",
@@ -358,7 +359,11 @@ def _session(path: Path, device: str, ort: Any) -> Any:
             if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, (torch.get_num_threads()))
+            # the process's thread budget (worldstereo.threads); no spinning between runs, which
+            # only burns the cores the rest of the frame's work needs
+            opts.intra_op_num_threads = current_threads()
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 _sessions[key] = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
             except Exception as err:  # an unreadable or non-ONNX file

@@ -112,10 +112,15 @@ def _complete(folder: Path) -> tuple[bool, int]:
     return False, 0
 
 
-def run_input(argv: list[str], folder: str) -> dict[str, Any]:
-    """Run one input's command in this process (a Ray task's body); its error, if any, is returned, not raised."""
+def run_input(argv: list[str], folder: str, in_task: bool = False) -> dict[str, Any]:
+    """Run one input's command in this process (a Ray task's body when ``in_task``); its error, if any, is
+    returned, not raised. In a task the command's thread budget is the task's CPUs, not the node's cores."""
     import os
 
+    if in_task:
+        from worldstereo.world.distributed import task_threads
+
+        os.environ["WORLDSTEREO_THREADS"] = str(task_threads())
     t0 = time.perf_counter()
     running = Path(folder).parent / ".running"  # which process runs which input (for operators, and tests)
     running.mkdir(parents=True, exist_ok=True)
@@ -212,7 +217,7 @@ def batch_command(args: argparse.Namespace) -> int:
 
             ray = connect(args.ray_address, args.workers)
             task = ray.remote(max_retries=MAX_RETRIES)(run_input).options(**gpu_options())
-            refs = {task.remote(_argv(args, inputs[i], out / names[i]), str(out / names[i])): i for i in pending}
+            refs = {task.remote(_argv(args, inputs[i], out / names[i]), str(out / names[i]), True): i for i in pending}
             try:
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)

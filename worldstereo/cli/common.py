@@ -84,7 +84,13 @@ def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command (``args.func``): one ``error: ...`` line and 2 for bad input, 130 for Ctrl-C."""
     args.debug = bool(getattr(args, "debug", False)) or debug_from_env()
     from worldstereo.runtime import keep_freed_memory, warm_up
+    from worldstereo.threads import configure_process
 
+    try:
+        configure_process()  # one thread budget for torch, numba, OpenCV, ONNX Runtime and BLAS (worldstereo.threads)
+    except ValueError as exc:  # a bad WORLDSTEREO_THREADS
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     keep_freed_memory()  # per-frame temporaries reuse freed pages (see worldstereo.runtime)
     if args.command in ("generate", "eval"):
         warm_up()  # the merge kernels compile (or load) while depth and the first frame are computed

@@ -8,11 +8,13 @@ and these internals of the merge and the index here. Rows ``[0, _n)`` of every b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from worldstereo.memory.merge_kernels import merge_observations
-from worldstereo.memory.voxel_hash import VoxelHashGrid
+if TYPE_CHECKING:
+    from worldstereo.memory.voxel_hash import VoxelHashGrid
 
 __all__ = ["CELL_MARGIN", "STATE_BUFFERS", "PointStorage", "edit_in_place", "put_rows", "take_rows", "to_numpy"]
 
@@ -60,6 +62,8 @@ class PointStorage:
         self._changed()
 
     def _merge_grid(self, threshold: float) -> VoxelHashGrid:
+        from worldstereo.memory.voxel_hash import VoxelHashGrid  # numba: imported when first needed
+
         g = self._grid
         if g is None or g.cell_size < CELL_MARGIN * threshold or g.cell_size > 4 * CELL_MARGIN * threshold:
             g = VoxelHashGrid(CELL_MARGIN * threshold)
@@ -77,6 +81,8 @@ class PointStorage:
         Compiled, in place on NumPy views of CPU buffers; a device's buffers have the rows gathered,
         merged on the CPU and written back.
         """
+        from worldstereo.memory.merge_kernels import merge_observations
+
         none3 = np.zeros((0, 3), np.float32)
         explicit = feats is not None
         new_emb = np.ascontiguousarray(feats) if explicit else np.zeros((0, self.point_cloud_dim), np.float32)

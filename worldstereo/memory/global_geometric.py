@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,9 +31,10 @@ from worldstereo.camera import CameraParameters, check_finite, check_rotation
 from worldstereo.memory.encoders import FourierPointEncoder
 from worldstereo.memory.ggm_storage import PointStorage, edit_in_place, put_rows, take_rows, to_numpy
 from worldstereo.memory.latent_injection import INJECTION_METHODS, LatentInjectionHead
-from worldstereo.memory.merge_kernels import observe_rows
 from worldstereo.memory.spatial_index import SPATIAL_INDEXES, SpatialIndex, make_spatial_index
-from worldstereo.memory.voxel_hash import VoxelHashGrid
+
+if TYPE_CHECKING:
+    from worldstereo.memory.voxel_hash import VoxelHashGrid
 
 __all__ = ["AGGREGATIONS", "UPDATE_FREQUENCIES", "GlobalGeometricMemory"]
 
@@ -381,6 +382,8 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
         self._step += 1
         step = int(self._step)
         if edit_in_place(self._count):  # one compiled pass, no sort (np.unique took 60 ms a frame at 512x384)
+            from worldstereo.memory.merge_kernels import observe_rows  # numba: imported when first needed
+
             distinct = observe_rows(ids, self._count.numpy(), self._last_seen.numpy(), self._observer.numpy(), step,
                                     center)
         else:

@@ -97,7 +97,7 @@ class SpatialIndex(ABC):
 
 
 class KDTreeIndex(SpatialIndex):
-    """scipy ``cKDTree`` on the CPU (queries use every core)."""
+    """scipy ``cKDTree`` on the CPU (queries use the calling thread's share of the thread budget)."""
 
     name = "kd_tree"
 
@@ -107,7 +107,9 @@ class KDTreeIndex(SpatialIndex):
         self._tree = cKDTree(points.detach().cpu().double().numpy())
 
     def _query(self, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dist, idx = self._tree.query(points.detach().cpu().double().numpy(), k=k, workers=-1)
+        from worldstereo.threads import current_threads
+
+        dist, idx = self._tree.query(points.detach().cpu().double().numpy(), k=k, workers=current_threads())
         return torch.from_numpy(np.asarray(dist).reshape(-1, k)), torch.from_numpy(
             np.asarray(idx).reshape(-1, k)
         )

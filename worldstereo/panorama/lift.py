@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import cv2
-import numba
 import numpy as np
 import torch
 
@@ -103,24 +102,6 @@ def median_range(depths: torch.Tensor, cameras: CameraParameters, samples: int =
     return float(np.median(r)) if r.size else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
-def _owned_kernel(dirs, R, K, lower, width, height, out):  # pragma: no cover - compiled
-    """``out[p]``: no view ``j`` holds direction ``dirs[p]`` (camera z = 1 in the own view) nearer to its axis."""
-    for p in range(dirs.shape[0]):
-        dx, dy, dz = dirs[p, 0], dirs[p, 1], dirs[p, 2]
-        own = True
-        for j in range(R.shape[0]):
-            z = R[j, 2, 0] * dx + R[j, 2, 1] * dy + R[j, 2, 2] * dz  # > 1: nearer to j's axis
-            if z < 1.0 or (z == 1.0 and not lower[j]):
-                continue
-            u = K[j, 0, 0] * (R[j, 0, 0] * dx + R[j, 0, 1] * dy + R[j, 0, 2] * dz) / z + K[j, 0, 2]
-            v = K[j, 1, 1] * (R[j, 1, 0] * dx + R[j, 1, 1] * dy + R[j, 1, 2] * dz) / z + K[j, 1, 2]
-            if 0.0 <= u < width and 0.0 <= v < height:
-                own = False
-                break
-        out[p] = own
-
-
 def owned_pixels(cameras: CameraParameters) -> torch.Tensor:
     """(N, H, W) bool: the pixels of each view that it wins (views of one centre partition the sphere).
 
@@ -133,6 +114,8 @@ def owned_pixels(cameras: CameraParameters) -> torch.Tensor:
     axes = R[:, 2]
     half_diag = np.arctan(np.hypot(0.5 * cams.width / K[:, 0, 0], 0.5 * cams.height / K[:, 1, 1]))
     d_cam = cams._camera_directions()  # (N, H, W, 3), camera z = 1
+    from worldstereo.panorama.lift_kernels import owned_kernel  # numba: imported when first needed
+
     out = np.ones((len(cams), cams.height * cams.width), bool)
     for i in range(len(cams)):
         angle = np.arccos(np.clip(axes @ axes[i], -1.0, 1.0))
@@ -140,7 +123,7 @@ def owned_pixels(cameras: CameraParameters) -> torch.Tensor:
         if js.size == 0:
             continue
         world = d_cam[i].reshape(-1, 3).numpy() @ cams.c2w[i, :3, :3].numpy().T
-        _owned_kernel(np.ascontiguousarray(world), np.ascontiguousarray(R[js]), np.ascontiguousarray(K[js]),
+        owned_kernel(np.ascontiguousarray(world), np.ascontiguousarray(R[js]), np.ascontiguousarray(K[js]),
                       js < i, float(cams.width), float(cams.height), out[i])
     return torch.from_numpy(out.reshape(len(cams), cams.height, cams.width))
 

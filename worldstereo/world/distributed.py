@@ -25,7 +25,7 @@ from worldstereo.context import ContextState, GenerationContext
 from worldstereo.pipeline import Step
 from worldstereo.world.rounds import Generated, RoundBase, generate_from
 
-__all__ = ["RoundPayload", "connect", "gpu_options", "ray_executor"]
+__all__ = ["RoundPayload", "connect", "gpu_options", "ray_executor", "task_threads"]
 
 #: retries of a task whose worker died (a killed process, a lost node)
 MAX_RETRIES = 3
@@ -47,6 +47,17 @@ def connect(address: str | None = None, workers: int | None = None) -> Any:
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
     return ray
+
+
+def task_threads() -> int:
+    """CPUs Ray assigned to the running task (its thread budget; 1 outside a task or without a CPU count)."""
+    import ray
+
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    except Exception:  # noqa: BLE001 - not inside a task
+        cpus = 1
+    return max(1, int(round(cpus)))
 
 
 def gpu_options() -> dict[str, Any]:
@@ -71,7 +82,9 @@ class RoundPayload:
 def _trajectory_task(payload: RoundPayload, cameras: CameraParameters, seed: int) -> Generated:
     """One trajectory from the round's starting memories (runs in a Ray worker)."""
     from worldstereo.backends.factory import make_generator
+    from worldstereo.threads import configure_process
 
+    configure_process(task_threads())  # the task's CPUs, not the node's cores
     torch.manual_seed(seed)
     ctx = GenerationContext(payload.config)
     ctx.start_camera, ctx.start_image = payload.start_camera, payload.start_image
