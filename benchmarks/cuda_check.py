@@ -7,6 +7,8 @@ on the CPU and on ``--device`` (default ``cuda``): the device's median time (syn
 - ``splat``: share of pixels whose winning point differs, largest colour difference;
 - ``ggm_update``: merged and added counts (must be equal), largest position difference;
 - ``ggm_query``: ``cuda_knn`` on the device against ``kd_tree`` on the CPU, largest feature difference;
+- ``knn``: the grid k-NN alone (100K queries, k = 32, 1M points; built and queried cold) against
+  ``kd_tree`` on every core: share of identical indices, largest distance difference;
 - ``ssm_attention``: largest output and weight differences.
 
 Each row says whether its results are equal within tolerance (``ok``). Prints a table, then one
@@ -28,7 +30,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 #: largest allowed differences (float32 on both sides; TF32 matmuls are switched off on CUDA)
-TOLERANCE = {"splat": 1e-3, "ggm_update": 1e-5, "ggm_query": 1e-4, "ssm_attention": 1e-4}
+TOLERANCE = {"splat": 1e-3, "ggm_update": 1e-5, "ggm_query": 1e-4, "knn": 1e-4, "ssm_attention": 1e-4}
+#: the k-NN aim's sizes (issue 26): 100K queries, k = 32, into 1M points on a surface
+KNN_POINTS, KNN_QUERIES, KNN_K = 1_000_000, 100_000, 32
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,37 @@ def check_ggm_query(device: torch.device) -> DeviceRow:
     return DeviceRow("ggm_query", cpu_ms, dev_ms, diff, f"{index} vs kd_tree", diff <= TOLERANCE["ggm_query"])
 
 
+def check_knn(device: torch.device) -> DeviceRow:
+    """The grid k-NN on the device (``cuda_knn`` on CUDA) against scipy's k-d tree on every CPU thread."""
+    import numpy as np
+
+    from worldstereo.memory.spatial_index import GridKNNIndex, KDTreeIndex
+    from worldstereo.threads import apply_threads, available_cores
+
+    rng = np.random.default_rng(0)
+    xy = rng.random((KNN_POINTS, 2)) * 30.0
+    pts = torch.from_numpy(np.stack([xy[:, 0], xy[:, 1], np.sin(xy[:, 0])], 1).astype(np.float32))
+    q = pts[torch.from_numpy(rng.integers(0, KNN_POINTS, KNN_QUERIES))] + torch.from_numpy(
+        rng.normal(0, 0.01, (KNN_QUERIES, 3)).astype(np.float32))
+    before = torch.get_num_threads()
+    apply_threads(available_cores())  # the k-d tree at its best: every core
+    try:
+        tree = KDTreeIndex()
+        cpu_ms = _median_ms(lambda: tree.build(pts).query(q, KNN_K), torch.device("cpu"), repeats=3)
+        ref = tree.build(pts).query(q, KNN_K)
+    finally:
+        apply_threads(before)
+    grid = GridKNNIndex(device)
+    pd, qd = pts.to(device), q.to(device)
+    dev_ms = _median_ms(lambda: grid.build(pd).query(qd, KNN_K), device, repeats=3)  # build + query, cold
+    got = grid.build(pd).query(qd, KNN_K)
+    same = float((got.indices.cpu() == ref.indices).float().mean())
+    # ties aside: the distances of the neighbours found, rank by rank
+    diff = float((got.distances.cpu() - ref.distances).abs().max())
+    return DeviceRow("knn", cpu_ms, dev_ms, diff, f"{KNN_QUERIES:,} queries, k={KNN_K}, {KNN_POINTS:,} points; "
+                     f"{same:.4%} same indices", diff <= TOLERANCE["knn"] and same > 0.999)
+
+
 def check_ssm_attention(device: torch.device) -> DeviceRow:
     from benchmarks.bench_ssm_attention import build_scene
 
@@ -157,7 +192,7 @@ def check_ssm_attention(device: torch.device) -> DeviceRow:
                      f"{int((w_dev > 0).sum())} (device)", diff <= TOLERANCE["ssm_attention"])
 
 
-CHECKS = {"splat": check_splat, "ggm_update": check_ggm_update, "ggm_query": check_ggm_query,
+CHECKS = {"splat": check_splat, "ggm_update": check_ggm_update, "ggm_query": check_ggm_query, "knn": check_knn,
           "ssm_attention": check_ssm_attention}
 
 

@@ -21,6 +21,8 @@ def small_scenes(monkeypatch):
     monkeypatch.setattr(bench_update, "NUM_NEW", 8000)
     monkeypatch.setattr(bench_query, "NUM_POINTS", 5000)
     monkeypatch.setattr(bench_query, "NUM_QUERIES", 2000)
+    monkeypatch.setattr(cuda_check, "KNN_POINTS", 20_000)
+    monkeypatch.setattr(cuda_check, "KNN_QUERIES", 2000)
 
 
 def test_every_check_runs_and_agrees_with_itself_on_the_cpu(small_scenes, capsys):

@@ -530,7 +530,7 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
     def _knn_index(self) -> SpatialIndex:
         dev = self._pos.device
         if self._knn is None or self._knn[0] != self._version or self._knn[1] != dev:
-            index = make_spatial_index(self.spatial_index).build(self.point_cloud.detach())
+            index = make_spatial_index(self.spatial_index, dev).build(self.point_cloud.detach())
             self._knn = (self._version, dev, index)
         return self._knn[2]
 

@@ -1,9 +1,9 @@
 """k-nearest-neighbour indexes over a static 3-D point set, behind one small interface.
 
 ``kd_tree`` (scipy ``cKDTree``), ``ball_tree`` (scikit-learn ``BallTree``) and ``cuda_knn``
-(brute force on a GPU: ``cdist`` + ``topk`` in chunks) answer the same queries with the same
-neighbours; :class:`TorchBruteForceIndex` is that brute force on any device and serves as the
-slow, obvious reference in tests.
+(a uniform grid on the GPU, :mod:`worldstereo.memory.grid_knn`) answer the same queries with the
+same neighbours. :class:`GridKNNIndex` is that grid on any device (the tests run it on the CPU);
+:class:`TorchBruteForceIndex` is exact brute force on any device, the slow, obvious reference.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ __all__ = [
     "SPATIAL_INDEXES",
     "BallTreeIndex",
     "CudaKNNIndex",
+    "GridKNNIndex",
     "KDTreeIndex",
     "Neighbors",
     "SpatialIndex",
@@ -160,28 +161,59 @@ class TorchBruteForceIndex(SpatialIndex):
         return torch.cat(dists), torch.cat(idxs)
 
 
-class CudaKNNIndex(TorchBruteForceIndex):
-    """Brute-force k-NN on a CUDA device; raises ``RuntimeError`` at construction without one."""
+class GridKNNIndex(SpatialIndex):
+    """Exact k-NN on a uniform grid in torch on ``device`` (:mod:`worldstereo.memory.grid_knn`).
+
+    The grid is sized for each ``k`` asked (built on first use, then kept with the points).
+
+    Args:
+        device: where the points, the grid and the search live; results move to the queries' device.
+        max_pairs: bound on candidate (query, point) pairs held at once.
+    """
+
+    name = "grid_knn"
+
+    def __init__(self, device: str | torch.device = "cpu", max_pairs: int = 1 << 25) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.max_pairs = int(max_pairs)
+
+    def _build(self, points: torch.Tensor) -> None:
+        self._points = points.detach().to(self.device, torch.float32).contiguous()
+        self._grids: dict[int, object] = {}
+
+    def _query(self, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from worldstereo.memory.grid_knn import build_grid, grid_knn
+
+        if k not in self._grids:
+            self._grids[k] = build_grid(self._points, k)
+        return grid_knn(self._grids[k], points.detach().to(self.device), k, self.max_pairs)
+
+
+class CudaKNNIndex(GridKNNIndex):
+    """:class:`GridKNNIndex` on a CUDA device; raises ``RuntimeError`` at construction without one."""
 
     name = "cuda_knn"
 
-    def __init__(self, device: str | torch.device = "cuda", chunk_elements: int = 1 << 26) -> None:
+    def __init__(self, device: str | torch.device = "cuda", max_pairs: int = 1 << 25) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError(
                 "spatial_index='cuda_knn' needs a CUDA device, but torch.cuda.is_available() is False; "
                 "use 'kd_tree' or 'ball_tree' on this machine"
             )
-        super().__init__(device, chunk_elements)
+        super().__init__(device, max_pairs)
         if self.device.type != "cuda":
             raise ValueError(f"device must be a CUDA device for cuda_knn, got {self.device}")
 
 
-def make_spatial_index(name: str) -> SpatialIndex:
-    """A fresh, empty index by name: one of :data:`SPATIAL_INDEXES`."""
+def make_spatial_index(name: str, device: str | torch.device | None = None) -> SpatialIndex:
+    """A fresh, empty index by name: one of :data:`SPATIAL_INDEXES`; ``device`` places ``cuda_knn``
+    (default: the current CUDA device; the CPU indexes ignore it)."""
     if name == "kd_tree":
         return KDTreeIndex()
     if name == "ball_tree":
         return BallTreeIndex()
     if name == "cuda_knn":
-        return CudaKNNIndex()
+        dev = torch.device(device) if device is not None else None
+        return CudaKNNIndex(dev if dev is not None and dev.type == "cuda" else "cuda")
     raise ValueError(f"spatial_index must be one of {SPATIAL_INDEXES}, got {name!r}")
