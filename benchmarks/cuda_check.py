@@ -5,7 +5,8 @@ on the CPU and on ``--device`` (default ``cuda``): the device's median time (syn
 ``benchmarks.common.time_ms``) against the CPU's, and how far apart their results are:
 
 - ``splat``: share of pixels whose winning point differs, largest colour difference;
-- ``ggm_update``: merged and added counts (must be equal), largest position difference;
+- ``ggm_update``: the torch (device) merge against the compiled CPU merge: merged and added counts
+  (must be equal), largest position difference;
 - ``ggm_query``: ``cuda_knn`` on the device against ``kd_tree`` on the CPU, largest feature difference;
 - ``knn``: the grid k-NN alone (100K queries, k = 32, 1M points; built and queried cold) against
   ``kd_tree`` on every core: share of identical indices, largest distance difference;
@@ -96,18 +97,25 @@ def check_ggm_update(device: torch.device) -> DeviceRow:
     base = GlobalGeometricMemory(max_points=2 * bench.NUM_STORED)
     base.initialize(stored)
     base.update(torch.full((1, 3), 100.0), pose, merge_threshold=bench.THRESHOLD)
+    from worldstereo.memory import ggm_storage
+
     out = []
-    for dev in (torch.device("cpu"), device):
-        start = copy.deepcopy(base).to(dev)
-        pts = new.to(dev)
-        samples = []
-        for _ in range(3):
-            mem = copy.deepcopy(start)
-            _sync(dev)
-            t0 = time.perf_counter()
-            stats = mem.update(pts, pose.to(dev), merge_threshold=bench.THRESHOLD)
-            _sync(dev)
-            samples.append((time.perf_counter() - t0) * 1e3)
+    for side, dev in (("host", torch.device("cpu")), ("device", device)):
+        # the device side runs the torch path (on the CPU too, with --device cpu); the host side the compiled one
+        ggm_storage.TORCH_PATH_ON_CPU = side == "device"
+        try:
+            start = copy.deepcopy(base).to(dev)
+            pts = new.to(dev)
+            samples = []
+            for _ in range(3):
+                mem = copy.deepcopy(start)
+                _sync(dev)
+                t0 = time.perf_counter()
+                stats = mem.update(pts, pose.to(dev), merge_threshold=bench.THRESHOLD)
+                _sync(dev)
+                samples.append((time.perf_counter() - t0) * 1e3)
+        finally:
+            ggm_storage.TORCH_PATH_ON_CPU = False
         out.append((statistics.median(samples), stats, mem.point_cloud.cpu(), mem.observation_counts.cpu()))
     (cpu_ms, s_cpu, p_cpu, n_cpu), (dev_ms, s_dev, p_dev, n_dev) = out
     same_counts = s_cpu == s_dev and torch.equal(n_cpu, n_dev)

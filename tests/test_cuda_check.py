@@ -31,7 +31,8 @@ def test_every_check_runs_and_agrees_with_itself_on_the_cpu(small_scenes, capsys
     report = json.loads(out.strip().splitlines()[-1])
     rows = {r["name"]: r for r in report["rows"]}
     assert set(rows) == set(cuda_check.CHECKS) and all(r["ok"] for r in rows.values())
-    assert rows["ggm_update"]["difference"] == 0.0 and "merged" in rows["ggm_update"]["detail"]
+    # the torch merge against the compiled one: float32 means taken in one step rather than running
+    assert rows["ggm_update"]["difference"] <= 1e-6 and "merged" in rows["ggm_update"]["detail"]
     assert rows["splat"]["detail"].startswith("0.0000%")
     assert all(r["cpu_ms"] > 0 and r["device_ms"] > 0 for r in rows.values())
     assert "| splat |" in out and "| ssm_attention |" in out

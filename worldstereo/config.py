@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from worldstereo.devices import check_device_name
 from worldstereo.memory.global_geometric import UPDATE_FREQUENCIES
 
 #: frame generators ``WorldStereoConfig.generator`` takes (``auto`` picks ``vace`` or ``warp``)
@@ -28,6 +29,10 @@ class WorldStereoConfig:
     """Working image width in pixels (a multiple of ``patch_size``)."""
     height: int = 384
     """Working image height in pixels (a multiple of ``patch_size``)."""
+    device: str = "auto"
+    """Torch device of the memories, their renders and masks, and the generator: ``cpu``, ``cuda``, ``cuda:N``
+    or ``auto`` (CUDA where present, except on a ZeroGPU Space, where the memories stay on the CPU and
+    only the models use the GPU; see :mod:`worldstereo.devices`). Host copies are made for display and files."""
     depth_backend: str = "auto"
     """Depth estimator for ``start()`` without a depth map: ``moge``, ``prior``, or ``auto`` (MoGe-2 when
     it can be had: cached, or downloaded from the Hugging Face Hub; else the offline prior, with the reason)."""
@@ -35,7 +40,8 @@ class WorldStereoConfig:
     """MoGe-2 weights: a Hub repo id, a checkpoint file or a folder; None = ``WORLDSTEREO_MOGE_WEIGHTS``,
     else the variant for the depth device (``Ruicheng/moge-2-vits-normal`` on a CPU, ``-vitl-normal`` on CUDA)."""
     depth_device: str | None = None
-    """Torch device of the depth model; None = CUDA where present, else the CPU."""
+    """Torch device of the depth model; None = ``device`` when one is named, else CUDA where present (also on
+    ZeroGPU), else the CPU."""
     generator: str = "auto"
     """Frame generator: ``warp`` (training-free, CPU), ``vace`` (Wan2.1-VACE through diffusers, CUDA GPU),
     ``oracle`` (ground truth of ``scene``), or ``auto`` (``vace`` where CUDA and its weights can be had,
@@ -104,6 +110,7 @@ class WorldStereoConfig:
     def __post_init__(self) -> None:
         if self.generator not in GENERATOR_CHOICES:
             raise ValueError(f"generator must be one of {GENERATOR_CHOICES}, got {self.generator!r}")
+        check_device_name(self.device)
         if self.fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {FILL_CHOICES}, got {self.fill!r}")
         if self.update_frequency not in UPDATE_FREQUENCIES:
@@ -118,6 +125,11 @@ class WorldStereoConfig:
             raise ValueError(
                 f"num_correspondences ({self.num_correspondences}) must be a square whose side divides patch_size ({self.patch_size})"
             )
+
+    def model_device(self) -> str | None:
+        """The device named for the learned models (depth, vace): ``device`` unless ``auto`` (then None: each
+        model takes CUDA where present, also on ZeroGPU inside its decorated call)."""
+        return None if self.device == "auto" else self.device
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldStereoConfig:

@@ -19,6 +19,7 @@ import torch
 
 from worldstereo.camera import CameraParameters
 from worldstereo.config import WorldStereoConfig
+from worldstereo.devices import resolve_device
 from worldstereo.geometry.depth import depth_to_points
 from worldstereo.keyframes import MemoryKeyframe
 from worldstereo.memory.global_geometric import GlobalGeometricMemory
@@ -56,7 +57,8 @@ class GenerationContext:
 
     Attributes:
         config: the :class:`WorldStereoConfig`.
-        ggm, ssm: the Global-Geometric and Spatial-Stereo memories.
+        device: where the memories live (``config.device`` resolved, :mod:`worldstereo.devices`).
+        ggm, ssm: the Global-Geometric and Spatial-Stereo memories (on ``device``).
         patch_encoder: the SSM's (invertible) patch encoder.
         keyframes: the stored keyframes whose tokens live in the SSM.
         start_camera, start_image: the start view's camera (B = 1) and (3, H, W) image, None before a start.
@@ -72,6 +74,7 @@ class GenerationContext:
 
     def __init__(self, config: WorldStereoConfig) -> None:
         cfg = self.config = config
+        self.device = resolve_device(cfg.device)
         self.ggm = GlobalGeometricMemory(
             point_cloud_dim=cfg.point_cloud_dim,
             feature_dim=cfg.ggm_feature_dim,
@@ -88,6 +91,8 @@ class GenerationContext:
             correspondence_threshold=cfg.correspondence_threshold,
             update_strategy=cfg.update_strategy,
         )
+        self.ggm.to(self.device)
+        self.ssm.to(self.device)
         self.patch_encoder = PatchEncoder(cfg.patch_size, cfg.ssm_feature_dim)
         self.keyframes: list[MemoryKeyframe] = []
         self.start_camera: CameraParameters | None = None

@@ -76,5 +76,5 @@ def path_coverage(points: torch.Tensor, cameras: CameraParameters, side: int = C
         for start in range(0, n, _BATCH):
             idx = torch.arange(start, min(n, start + _BATCH))
             render = splat_dense(points, None, small[idx], levels=2)
-            shares[start : start + len(idx)] = render.hole_mask.float().mean(dim=(1, 2, 3)).numpy()
+            shares[start : start + len(idx)] = render.hole_mask.float().mean(dim=(1, 2, 3)).cpu().numpy()
     return PathCoverage(shares, coverage_labels(shares))

@@ -189,7 +189,7 @@ class WorldStereo:
         approximate, source, message, model_name, fallback = False, "given", "", "given", None
         if depth is None:
             estimator = self.context.depth_estimator or make_depth_estimator(
-                cfg.depth_backend, cfg.depth_model, cfg.depth_device
+                cfg.depth_backend, cfg.depth_model, cfg.depth_device or cfg.model_device()
             )
             self.context.depth_estimator = estimator  # kept: generated frames get their depth from it too
             est = estimator.estimate(img)
@@ -257,7 +257,7 @@ class WorldStereo:
         enlarged = self._fit_ssm_to(n)
         if given is None:
             estimator = self.context.depth_estimator or make_depth_estimator(
-                cfg.depth_backend, cfg.depth_model, cfg.depth_device
+                cfg.depth_backend, cfg.depth_model, cfg.depth_device or cfg.model_device()
             )
             self.context.depth_estimator = estimator
             vd = estimate_view_depths(estimator, imgs, cams)

@@ -7,11 +7,30 @@ Plain data below the generation context and the backends; nothing here imports a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import TypeVar
 
 import torch
 
 from worldstereo.camera import CameraParameters
+
+_Record = TypeVar("_Record")
+
+
+def to_host(record: _Record) -> _Record:
+    """A copy of a dataclass record with every tensor field (and tensors in dict fields) on the CPU.
+
+    Generators run on the memories' device; what they hand back to the pipeline, the app and files is
+    on the host (one copy per frame, of what is shown or written).
+    """
+    changes = {}
+    for f in fields(record):
+        v = getattr(record, f.name)
+        if isinstance(v, torch.Tensor) and v.device.type != "cpu":
+            changes[f.name] = v.cpu()
+        elif isinstance(v, dict) and any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in v.values()):
+            changes[f.name] = {k: x.cpu() if isinstance(x, torch.Tensor) else x for k, x in v.items()}
+    return replace(record, **changes) if changes else record
 
 
 @dataclass

@@ -64,8 +64,8 @@ def save_snapshot(ctx: GenerationContext, directory: str | Path) -> Path:
         "num_paths": len(ctx.paths),
         "extra_state": extra,
     }
-    # safetensors refuses views sharing storage (camera slices of one path): store copies
-    tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
+    # safetensors refuses views sharing storage (camera slices of one path): store copies, on the host
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     with atomic_path(out / "state.safetensors") as tmp:
         save_file(tensors, str(tmp))
     write_text_atomic(out / "state.json", json.dumps(meta, indent=1))
@@ -83,8 +83,11 @@ def read_snapshot_config(directory: str | Path) -> tuple[WorldStereoConfig, dict
     meta = checks.read_meta(d, SNAPSHOT_VERSION)
     checks.check_config(meta["config"])
     checks.read_header(d / "state.safetensors")
+    saved = dict(meta["config"])
+    if str(saved.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
+        saved["device"] = "auto"  # a snapshot moves between machines; its memories load onto this one's device
     try:
-        config = WorldStereoConfig.from_dict(meta["config"])
+        config = WorldStereoConfig.from_dict(saved)
     except (TypeError, ValueError) as exc:
         raise checks.SnapshotError(f"state.json: bad config ({exc})") from None
     return config, meta

@@ -100,15 +100,18 @@ def make_generator(config: WorldStereoConfig) -> GeneratorChoice:
         gen = FRAME_GENERATORS.create("oracle", scene=get_scene(config.scene, seed=config.scene_seed))
         return GeneratorChoice(gen, "")
     message, fallback = "", None
-    if config.generator == "vace" or (config.generator == "auto" and torch.cuda.is_available()):
+    named_cpu = config.device == "cpu"
+    if config.generator == "vace" or (config.generator == "auto" and torch.cuda.is_available() and not named_cpu):
         from worldstereo.backends.vace import VaceGenerator
 
         try:
-            gen = VaceGenerator(prompt=config.prompt, num_inference_steps=config.vace_steps, offload=config.vace_offload)
+            gen = VaceGenerator(prompt=config.prompt, num_inference_steps=config.vace_steps, offload=config.vace_offload,
+                                device=config.model_device() or "auto")
             return GeneratorChoice(gen, gen.message)
         except hub.WeightsUnavailableError as err:
             message, fallback = f"warp (vace unavailable: {err})", err.reason
     warp = FRAME_GENERATORS.create("warp", splat_radius=config.splat_radius, filler=make_filler(config.fill))
     if not message:
-        message = "warp (training-free)" + ("" if config.generator == "warp" else "; vace needs a CUDA GPU, none found")
+        why = "config.device is 'cpu'" if named_cpu else "none found"
+        message = "warp (training-free)" + ("" if config.generator == "warp" else f"; vace needs a CUDA GPU, {why}")
     return GeneratorChoice(warp, message, fallback)

@@ -15,6 +15,7 @@ import torch
 from worldstereo.backends.generators import FRAME_GENERATORS, FrameGenerator, FrameResult
 from worldstereo.camera import CameraParameters
 from worldstereo.geometry.splat import splat_points
+from worldstereo.records import to_host
 
 if TYPE_CHECKING:
     from worldstereo.context import GenerationContext
@@ -45,7 +46,7 @@ class OracleGenerator(FrameGenerator):
         # the GGM as it stands, for comparison with the truth and to find new surface
         if ctx.config.use_ggm and ctx.ggm.num_points > 0:
             t1 = time.perf_counter()
-            r = splat_points(ctx.ggm.point_cloud, ctx.ggm.point_colors, camera)
+            r = to_host(splat_points(ctx.ggm.point_cloud, ctx.ggm.point_colors, camera))
             ggm_image, ggm_hole, ggm_ids = r.image[0], r.hole_mask[0], r.point_ids[0]
             new_surface = ggm_hole
             timings["ggm_render"] = (time.perf_counter() - t1) * 1e3

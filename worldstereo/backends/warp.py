@@ -30,6 +30,7 @@ from worldstereo.camera import CameraParameters
 from worldstereo.geometry.dense_splat import splat_dense
 from worldstereo.geometry.holes import extend_depth_background, fill_thin_gaps, inpaint_colors
 from worldstereo.keyframes import MemoryKeyframe, select_reference_views
+from worldstereo.records import to_host
 
 if TYPE_CHECKING:
     from worldstereo.context import GenerationContext
@@ -173,7 +174,9 @@ class WarpGenerator(FrameGenerator):
         )
 
     def render_points(self, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters, near: float = 1e-3):
-        """The GGM (or any point cloud) rendered into ``camera``: a :class:`RenderOutput` with B = 1.
+        """The GGM (or any point cloud) rendered into ``camera``: a :class:`RenderOutput` with B = 1, on the CPU.
+
+        The splat runs on the points' device (the memories' device, a GPU with CUDA).
 
         Points nearer than ``near`` (scene units) are not drawn: a camera passing a surface at arm's
         length would otherwise fill its view with a few enormously magnified points.
@@ -182,8 +185,10 @@ class WarpGenerator(FrameGenerator):
         if self.splat_radius > 0:
             from worldstereo.geometry.splat import splat_points
 
-            return splat_points(points, colors, camera, radius=self.splat_radius, near=near)
-        return splat_dense(points, colors, camera, levels=self.render_levels, near=near)
+            render = splat_points(points, colors, camera, radius=self.splat_radius, near=near)
+        else:
+            render = splat_dense(points, colors, camera, levels=self.render_levels, near=near)
+        return to_host(render)  # splatted where the memory lives; the frame is finished on the host
 
     def _fill_wide(
         self,
@@ -291,21 +296,22 @@ class WarpGenerator(FrameGenerator):
         # tokens without depth get a point far behind the camera: the mask allows them nothing
         query_points = torch.where(has_depth.unsqueeze(1), query_points, c2w[:3, 3] - 1e6 * c2w[:3, 2])
 
+        # attention where the SSM lives; what the decode and the maps need comes back to the host
         ssm = ctx.ssm
         entry_frames = ssm.entry_frames
-        allowed = torch.zeros_like(entry_frames, dtype=torch.bool)
-        for fid in self._references:
-            allowed |= entry_frames == fid
+        refs = torch.tensor(self._references, dtype=entry_frames.dtype, device=entry_frames.device)
+        allowed = torch.isin(entry_frames, refs)
         _, weights = ssm.constrained_attention(
             query_feats, query_points.unsqueeze(0), cam_f, use_correspondence_mask=True, entry_mask=allowed
         )
         weights = weights[0]  # (N, M)
 
         # per-keyframe attention mass of each token
-        frames_present = [fid for fid in self._references if bool((entry_frames == fid).any())]
+        present = set(entry_frames[allowed].tolist())
+        frames_present = [fid for fid in self._references if fid in present]
         frame_weights: dict[int, torch.Tensor] = {}
         for fid in frames_present:
-            frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols)
+            frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols).cpu()
 
         # decode: at every covered target pixel, resample the keyframes its token attended to
         # confidently (attention mass above MIN_ATTENTION), scored by visibility x keyframe
@@ -338,8 +344,9 @@ class WarpGenerator(FrameGenerator):
             flat[covered] = sub
             out = flat.permute(2, 0, 1).contiguous()
 
-        attention = _summarise(ctx, weights, query_points, has_depth, (rows, cols), p, self.top_k, frame_weights)
-        return out, attention, used
+        attention = _summarise(ctx, weights, query_points.to(weights.device), has_depth.to(weights.device), (rows, cols), p,
+                               self.top_k, frame_weights)
+        return out, to_host(attention), used
 
 
 def blend_views(scores: torch.Tensor, colors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

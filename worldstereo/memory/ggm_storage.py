@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     from worldstereo.memory.voxel_hash import VoxelHashGrid
 
-__all__ = ["CELL_MARGIN", "STATE_BUFFERS", "PointStorage", "edit_in_place", "put_rows", "take_rows", "to_numpy"]
+__all__ = ["CELL_MARGIN", "STATE_BUFFERS", "PointStorage", "edit_in_place", "put_rows", "to_numpy"]
 
 #: per-point buffers, in state_dict order
 STATE_BUFFERS = ("_pos", "_rgb", "_observer", "_count", "_last_seen", "_conf", "_embedding")
@@ -78,8 +78,8 @@ class PointStorage:
         higher, last-seen ``step`` and observer ``center``. Returns the distinct stored points merged into
         (U,) and their new positions (U, 3).
 
-        Compiled, in place on NumPy views of CPU buffers; a device's buffers have the rows gathered,
-        merged on the CPU and written back.
+        Compiled, in place on NumPy views of the CPU buffers (a device's buffers merge in torch,
+        :mod:`worldstereo.memory.ggm_device`).
         """
         from worldstereo.memory.merge_kernels import merge_observations
 
@@ -88,21 +88,11 @@ class PointStorage:
         new_emb = np.ascontiguousarray(feats) if explicit else np.zeros((0, self.point_cloud_dim), np.float32)
         new_rgb = np.ascontiguousarray(rgb) if rgb is not None else none3
         bufs = [self._pos, self._rgb, self._embedding, self._count, self._conf, self._last_seen, self._observer]
-        if edit_in_place(self._pos):
-            rows = [b.detach().numpy() for b in bufs]
-            if not explicit:
-                rows[2] = new_emb
-            return merge_observations(target, order, pts, new_rgb, new_emb, conf, rows[0], rows[1], rows[2], rows[3], rows[4],
-                                      rows[5], rows[6], step, center)
-        uniq, local = np.unique(target, return_inverse=True)
-        if uniq[0] < 0:  # -1 (no merge) sorts first
-            uniq, local = uniq[1:], local - 1
-        rows = [take_rows(b, uniq) if explicit or b is not self._embedding else new_emb for b in bufs]
-        touched, moved = merge_observations(local.astype(np.int64), order, pts, new_rgb, new_emb, conf, *rows, step, center)
-        for b, r in zip(bufs, rows, strict=True):
-            if explicit or b is not self._embedding:
-                put_rows(b, uniq, r)
-        return uniq[touched], moved
+        rows = [b.detach().numpy() for b in bufs]
+        if not explicit:
+            rows[2] = new_emb
+        return merge_observations(target, order, pts, new_rgb, new_emb, conf, rows[0], rows[1], rows[2], rows[3], rows[4],
+                                  rows[5], rows[6], step, center)
 
     def _reserve(self, size: int) -> None:
         """Grow every per-point buffer to hold ``size`` points (capacity doubles; contents kept)."""
@@ -135,6 +125,11 @@ class PointStorage:
         excess = self._n - self.max_points
         if excess <= 0:
             return 0
+        if not edit_in_place(self._pos):
+            from worldstereo.memory.ggm_device import evict_on_device
+
+            evict_on_device(self, excess, STATE_BUFFERS)
+            return excess
         last = self.last_seen.detach().cpu().numpy()
         # the step of the excess-th oldest point, from a histogram of the steps (no sort)
         boundary = int(np.searchsorted(np.cumsum(np.bincount(last)), excess))
@@ -145,26 +140,26 @@ class PointStorage:
         keep |= last == boundary
         keep[same[pick]] = False
         kept = int(self._n - excess)
-        index = None if self._pos.device.type == "cpu" else torch.from_numpy(np.flatnonzero(keep)).to(self._pos.device)
         explicit = bool(self._explicit_embedding)
         for name in STATE_BUFFERS:
             if name == "_embedding" and not explicit:
                 continue
-            buf = getattr(self, name)
-            if index is None:  # stable compaction in numpy (much faster than torch on a busy CPU)
-                rows = buf.detach().numpy()
-                rows[:kept] = np.compress(keep, rows[: self._n], axis=0)
-            else:
-                buf[:kept] = buf.index_select(0, index)
+            rows = getattr(self, name).detach().numpy()  # stable compaction in numpy (faster than torch on a busy CPU)
+            rows[:kept] = np.compress(keep, rows[: self._n], axis=0)
         self._n = kept
         if self._grid is not None:
             self._grid.compact(keep)
         return excess
 
 
+#: run the device path (:mod:`worldstereo.memory.ggm_device`) on CPU buffers too: the tests check it
+#: against the compiled CPU path on a machine without a GPU
+TORCH_PATH_ON_CPU = False
+
+
 def edit_in_place(buf: torch.Tensor) -> bool:
-    """Whether compiled kernels may edit ``buf`` through a NumPy view (a CPU tensor)."""
-    return buf.device.type == "cpu"
+    """Whether compiled kernels may edit ``buf`` through a NumPy view (a CPU tensor), else the torch device path runs."""
+    return buf.device.type == "cpu" and not TORCH_PATH_ON_CPU
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -172,18 +167,6 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
 
 
-def take_rows(buf: torch.Tensor, index: np.ndarray) -> np.ndarray:
-    """Rows ``index`` of ``buf`` as a CPU numpy array."""
-    if buf.device.type == "cpu":
-        return np.take(buf.detach().numpy(), index, axis=0)
-    return buf.detach().index_select(0, torch.from_numpy(index).to(buf.device)).cpu().numpy()
-
-
 def put_rows(buf: torch.Tensor, index: np.ndarray | slice, values: np.ndarray | float) -> None:
-    """``buf[index] = values`` in place (rows ``index``: an index array or a slice)."""
-    if buf.device.type == "cpu":
-        buf.detach().numpy()[index] = values
-        return
-    if isinstance(index, np.ndarray):
-        index = torch.from_numpy(index).to(buf.device)
-    buf[index] = torch.as_tensor(values, dtype=buf.dtype).to(buf.device) if isinstance(values, np.ndarray) else values
+    """``buf[index] = values`` in place, through a NumPy view of a CPU buffer (rows ``index``: an index array or a slice)."""
+    buf.detach().numpy()[index] = values

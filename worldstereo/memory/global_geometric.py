@@ -29,7 +29,8 @@ from torch import nn
 
 from worldstereo.camera import CameraParameters, check_finite, check_rotation
 from worldstereo.memory.encoders import FourierPointEncoder
-from worldstereo.memory.ggm_storage import PointStorage, edit_in_place, put_rows, take_rows, to_numpy
+from worldstereo.memory.ggm_device import observe_on_device, update_on_device
+from worldstereo.memory.ggm_storage import PointStorage, edit_in_place, put_rows, to_numpy
 from worldstereo.memory.latent_injection import INJECTION_METHODS, LatentInjectionHead
 from worldstereo.memory.spatial_index import SPATIAL_INDEXES, SpatialIndex, make_spatial_index
 
@@ -300,6 +301,15 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
         step = int(self._step)
         if new_features is not None and not bool(self._explicit_embedding):
             self._materialize_embeddings()
+        if not edit_in_place(self._pos):  # a device's buffers: merged there, in torch
+            feats_t = None
+            if bool(self._explicit_embedding):
+                feats_t = new_features if new_features is not None else self.encoder(pts.detach().to(dev, torch.float32))
+            num_added, num_merged = update_on_device(
+                self, pts, torch.from_numpy(center), step, merge_threshold, colors, feats_t, confidence, _DEFAULT_COLOR)
+            num_evicted = self._evict_past_capacity()
+            self._changed()
+            return {"num_added": num_added, "num_merged": num_merged, "total_points": self._n, "num_evicted": num_evicted}
         # index maths and running means in numpy on the CPU (numpy views of CPU buffers)
         pts_np = to_numpy(pts)
         feats = None
@@ -374,25 +384,22 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
             raise ValueError(f"indices must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
         pose = _check_tensor("camera_pose", camera_pose, (4, 4))
         check_rotation("camera_pose", pose[:3, :3])
-        ids = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self._n):
-            raise ValueError(f"indices must lie in [0, {self._n}), got {int(ids.min())}..{int(ids.max())}")
+        if idx.numel():
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self._n:
+                raise ValueError(f"indices must lie in [0, {self._n}), got {lo}..{hi}")
         pose = pose.detach().to("cpu", torch.float64)
         center = (-(pose[:3, :3].T @ pose[:3, 3])).to(torch.float32).numpy()
         self._step += 1
         step = int(self._step)
-        if edit_in_place(self._count):  # one compiled pass, no sort (np.unique took 60 ms a frame at 512x384)
-            from worldstereo.memory.merge_kernels import observe_rows  # numba: imported when first needed
+        if not edit_in_place(self._count):  # a device's buffers: updated there
+            distinct = observe_on_device(self, idx, torch.from_numpy(center), step)
+            return {"num_added": 0, "num_merged": distinct, "total_points": self._n, "num_evicted": 0}
+        ids = np.ascontiguousarray(idx.detach().cpu().numpy(), dtype=np.int64)
+        # one compiled pass, no sort (np.unique took 60 ms a frame at 512x384)
+        from worldstereo.memory.merge_kernels import observe_rows  # numba: imported when first needed
 
-            distinct = observe_rows(ids, self._count.numpy(), self._last_seen.numpy(), self._observer.numpy(), step,
-                                    center)
-        else:
-            uniq = np.unique(ids)
-            distinct = int(uniq.size)
-            if distinct:
-                put_rows(self._count, uniq, take_rows(self._count, uniq) + 1)
-                put_rows(self._last_seen, uniq, step)
-                put_rows(self._observer, uniq, center)
+        distinct = observe_rows(ids, self._count.numpy(), self._last_seen.numpy(), self._observer.numpy(), step, center)
         return {"num_added": 0, "num_merged": int(distinct), "total_points": self._n, "num_evicted": 0}
 
     # ------------------------------------------------------------------ query

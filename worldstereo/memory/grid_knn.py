@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Grid", "build_grid", "grid_knn"]
+__all__ = ["Grid", "build_grid", "grid_knn", "nearest_within"]
 
 #: searched block radii (cells) before the remaining queries fall back to brute force
 RADII = (1, 2, 4)
@@ -95,11 +95,15 @@ def _cell_size(points: torch.Tensor, origin: torch.Tensor, k: int) -> float:
     return cell
 
 
-def build_grid(points: torch.Tensor, k: int) -> Grid:
-    """Sort ``points`` (N, 3) (N >= 1, finite) into a grid sized for ``k`` neighbours."""
+def build_grid(points: torch.Tensor, k: int | None = None, cell: float | None = None) -> Grid:
+    """Sort ``points`` (N, 3) (N >= 1, finite) into a grid sized for ``k`` neighbours, or of side ``cell``."""
     pts = points.detach().to(torch.float32).contiguous()
     origin = pts.amin(0)
-    cell = _cell_size(pts, origin, k)
+    if cell is None:
+        if k is None:
+            raise ValueError("build_grid needs k or cell")
+        cell = _cell_size(pts, origin, k)
+    cell = float(cell)
     ijk, dims = _cell_keys(pts, origin, cell)
     key = _linear(ijk, dims)
     key, order = torch.sort(key)
@@ -186,6 +190,27 @@ def grid_knn(grid: Grid, queries: torch.Tensor, k: int, max_pairs: int = 1 << 25
         d, i = _brute_force(grid.points, q_all[todo], k)
         dist[todo], index[todo] = d, grid.order[i]
     return dist, index
+
+
+def nearest_within(grid: Grid, queries: torch.Tensor, radius: float, max_pairs: int = 1 << 25) -> torch.Tensor:
+    """(Q,) int64 index of the nearest grid point within ``radius`` of each query, -1 where none is.
+
+    Exact for ``radius <= grid.cell``: every point that near lies in the query's ``3 x 3 x 3`` block.
+    """
+    if radius > grid.cell * (1 + 1e-6):
+        raise ValueError(f"radius {radius} exceeds the grid's cell {grid.cell}")
+    q = queries.detach().to(grid.points.device, torch.float32).contiguous()
+    out = torch.full((q.shape[0],), -1, dtype=torch.int64, device=q.device)
+    starts, counts, _ = _block_cells(grid, q, 1)
+    per_query = counts.sum(1)
+    rank = torch.nonzero(per_query > 0).squeeze(1)
+    rank = rank[torch.argsort(per_query[rank])]
+    for lo, hi, width in _bands(per_query[rank], max_pairs):
+        sel = rank[lo:hi]
+        d2, idx = _chunk_knn(grid, q[sel], starts[sel], counts[sel], 1, width)
+        near = (idx[:, 0] >= 0) & (d2[:, 0] <= radius * radius)
+        out[sel] = torch.where(near, grid.order[idx[:, 0].clamp_min(0)], -1)
+    return out
 
 
 def _bands(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int, int]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -60,6 +60,10 @@ def task_threads() -> int:
     return max(1, int(round(cpus)))
 
 
+def _on_host(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
 def gpu_options() -> dict[str, Any]:
     """Task options: one GPU per task where CUDA is present, else none."""
     return {"num_gpus": 1} if torch.cuda.is_available() else {}
@@ -103,7 +107,9 @@ def ray_executor(ray: Any, workers: int | None = None, seed: int = 0) -> Callabl
 
     def run(ctx: GenerationContext, generator: Any, base: RoundBase, jobs: list[tuple[str, CameraParameters]],
             on_step: Callable[[str, Step], None]) -> Iterator[Generated]:
-        payload = ray.put(RoundPayload(ctx.config, base.state, base.num_points, base.evictions, ctx.start_camera,
+        # the object store holds host tensors; each task loads them onto its own device
+        state = replace(base.state, ggm=_on_host(base.state.ggm), ssm=_on_host(base.state.ssm))
+        payload = ray.put(RoundPayload(ctx.config, state, base.num_points, base.evictions, ctx.start_camera,
                                        ctx.start_image, ctx.scene_depth, ctx.merge_threshold))
         options = gpu_options()
         limit = workers or len(jobs)
