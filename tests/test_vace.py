@@ -7,6 +7,7 @@ GGM renders, the mask their (dilated) holes, the references the SSM's picks.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -153,6 +154,9 @@ def test_vace_refuses_a_cpu_unless_forced_and_falls_back_without_weights(monkeyp
     model = WorldStereo(WorldStereoConfig(generator="auto", fill="telea"))
     assert model.generator.name == "warp" and "vace needs a CUDA GPU" in model.generator_message
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    import worldstereo.context
+
+    monkeypatch.setattr(worldstereo.context, "resolve_device", lambda name: torch.device("cpu"))  # no real GPU for the memories
     vacemod._pipelines.clear()
     model = WorldStereo(WorldStereoConfig(generator="vace", fill="telea"))
     assert model.generator.name == "warp"
@@ -247,3 +251,22 @@ def test_clip_call_runs_under_spaces_gpu_when_spaces_is_installed(pipe, monkeypa
     model.start(view.image, view.depth, view.camera)
     assert len(list(model.generate("orbit_right", num_frames=2))) == 2
     assert used == [vacemod.GPU_DURATION]  # one ZeroGPU allocation per clip
+
+
+def test_the_clip_breakdown_accounts_for_the_time(pipe):
+    from benchmarks.gpu_check import PARTS, clip_breakdown
+
+    view = get_scene("room").start_view(64, 48)
+    model = WorldStereo(WorldStereoConfig(width=64, height=48, fill="telea"), generator=_generator(Spy(pipe)))
+    model.start(view.image, view.depth, view.camera)
+    t0 = time.perf_counter()
+    steps = list(model.generate("orbit_right", num_frames=5))
+    seconds = time.perf_counter() - t0
+    parts = clip_breakdown(steps, seconds, extra_io_s=0.25)
+    assert all(s.timings[k] >= 0 for s in steps for k in ("generate", "mask", "io", "depth", "render", "update"))
+    assert parts["model"] > 0 and parts["render"] > 0 and parts["io"] >= 0.25
+    assert parts["total"] == pytest.approx(seconds + 0.25, abs=1e-3)
+    assert parts["outside model"] == pytest.approx(parts["total"] - parts["model"], abs=2e-3)
+    # the parts are disjoint: together they never exceed the wall time, and leave little untimed
+    named = sum(parts[name] for name in PARTS)
+    assert named <= parts["total"] + 2e-3 and parts["other"] <= 0.5 * parts["total"]

@@ -302,21 +302,23 @@ class VaceGenerator(FrameGenerator):
         h, w = self._cameras.height, self._cameras.width
         sh, sw = snap_side(h), snap_side(w)
 
+        t_render = time.perf_counter()
         first = ctx.previous_frame_image()
         masks = [self._generation_mask(ctx, r) for r in renders]
+        mask_ms = (time.perf_counter() - t_render) * 1e3
         video = [first] + [r.ggm_render for r in renders]
         mask_video = [torch.zeros(1, h, w, dtype=torch.bool)] + masks
         while len(video) < total:  # pad to 4k + 1 with the last frame (its outputs are dropped)
             video.append(video[-1])
             mask_video.append(mask_video[-1])
         refs = [ctx.keyframe_by_id(fid).image for fid in self.references[:MAX_REFERENCES]]
+        t_io = time.perf_counter()
+        inputs = ([_to_pil(_resize(v, sh, sw)) for v in video],
+                  [_to_pil_mask(_resize(m.float(), sh, sw, "nearest") > 0.5) for m in mask_video],
+                  [_to_pil(_resize(r, sh, sw)) for r in refs])
         t1 = time.perf_counter()
-        frames = self._call(
-            [_to_pil(_resize(v, sh, sw)) for v in video],
-            [_to_pil_mask(_resize(m.float(), sh, sw, "nearest") > 0.5) for m in mask_video],
-            [_to_pil(_resize(r, sh, sw)) for r in refs],
-            sh, sw, total,
-        )
+        io_ms = (t1 - t_io) * 1e3
+        frames = self._call(*inputs, sh, sw, total)
         gen_seconds = time.perf_counter() - t1
         self.calls += 1
         self.seconds += gen_seconds
@@ -324,13 +326,19 @@ class VaceGenerator(FrameGenerator):
             raise RuntimeError(f"the pipeline returned {frames.shape[0]} frames, expected {total}")
 
         for j, r in enumerate(renders):
+            t_out = time.perf_counter()
             generated = _resize(frames[1 + j].float().clamp(0, 1), h, w)
             mask = masks[j]
             image = torch.where(mask, generated, r.image)
+            t_depth = time.perf_counter()
             new = r.new_surface_mask
             depth = self._depth_for(ctx, image, r.depth, mask | new)
             confidence = torch.where(mask, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
             timings = dict(r.timings)
+            # per frame: the clip's shared work divided among its frames
+            timings["mask"] = mask_ms / n_new
+            timings["io"] = io_ms / n_new + (t_depth - t_out) * 1e3
+            timings["depth"] = (time.perf_counter() - t_depth) * 1e3
             timings["generate"] = gen_seconds * 1e3 / n_new
             timings["total_clip"] = (time.perf_counter() - t0) * 1e3 / n_new
             self._frames[start + j] = dataclasses.replace(
