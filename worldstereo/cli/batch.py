@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from worldstereo.atomic import write_text_atomic
-from worldstereo.cli.common import EXIT_INTERRUPTED, CliError, Parser, parse_size, positive_int, run_command
+from worldstereo.cli.common import (
+    EXIT_INTERRUPTED,
+    CliError,
+    Parser,
+    add_device_argument,
+    parse_size,
+    positive_int,
+    run_command,
+)
 from worldstereo.cli.world import add_ray_arguments
 
 __all__ = ["add_batch_parser", "batch_command", "expand_inputs", "run_input"]
@@ -48,6 +56,7 @@ def add_batch_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--frames", type=positive_int, default=None, metavar="F", help="frames per path (default 21)")
     b.add_argument("--size", type=parse_size, default=(512, 384), metavar="WxH", help="working size (default 512x384)")
     b.add_argument("--fill", choices=("auto", "lama", "telea", "none"), default="auto", help="hole fill of warp frames")
+    add_device_argument(b)
     b.add_argument("--depth-backend", choices=("auto", "moge", "prior"), default="auto", help="depth when none is given")
     add_ray_arguments(b)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,7 +166,7 @@ def _run(argv: list[str]) -> int:
 def _argv(args: argparse.Namespace, path: Path, folder: Path) -> list[str]:
     w, h = args.size
     common = [_kind_flag(path), str(path), "--size", f"{w}x{h}", "--fill", args.fill, "--depth-backend", args.depth_backend,
-              "--out", str(folder), "--quiet"]
+              "--device", args.device, "--out", str(folder), "--quiet"]
     if args.frames:
         common += ["--frames", str(args.frames)]
     if args.preset or args.camera:

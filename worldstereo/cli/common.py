@@ -106,3 +106,20 @@ def run_command(args: argparse.Namespace) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    from worldstereo.devices import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the memories, their renders and the models run (``WorldStereoConfig.device``)."""
+    parser.add_argument("--device", type=device_name, default="auto", metavar="auto|cpu|cuda[:N]",
+                        help="device of the memories, renders and models: auto (default: CUDA where present, the "
+                             "CPU on a ZeroGPU Space's host), cpu, cuda or cuda:N")

@@ -23,7 +23,15 @@ from worldstereo import trajectory
 from worldstereo.atomic import write_text_atomic
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.camera_files import read_camera_file
-from worldstereo.cli.common import DEFAULT_OUT, CliError, note, parse_size, positive_float, positive_int
+from worldstereo.cli.common import (
+    DEFAULT_OUT,
+    CliError,
+    add_device_argument,
+    note,
+    parse_size,
+    positive_float,
+    positive_int,
+)
 from worldstereo.trajectory import reanchor, subsample
 
 __all__ = ["add_generate_parser", "generate_command", "load_depth_for", "make_generator_from_args"]
@@ -110,6 +118,7 @@ def add_generate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("--vace-offload", action="store_true", help="vace: model CPU offload, for GPUs with little memory")
     g.add_argument("--force-cpu", action="store_true",
                    help="let vace run on a CPU (hours per clip; for tests and tiny models)")
+    add_device_argument(g)
     g.add_argument("--no-ggm", action="store_true", help="disable the Global-Geometric Memory")
     g.add_argument("--no-ssm", action="store_true", help="disable the Spatial-Stereo Memory")
     g.add_argument("--seed", type=int, default=0, help="random seed (also the procedural scene's texture seed)")
@@ -288,13 +297,14 @@ def generate_command(args: argparse.Namespace) -> int:
     w, h = args.size
     config = WorldStereoConfig(
         width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model, generator=args.generator,
-        scene=args.scene, scene_seed=args.seed, use_ggm=not args.no_ggm, use_ssm=not args.no_ssm,
+        scene=args.scene, scene_seed=args.seed, use_ggm=not args.no_ggm, use_ssm=not args.no_ssm, device=args.device,
     )
     estimator = None
     if inp.depth is None:
         from worldstereo.model import make_depth_estimator
 
-        estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
+        estimator = make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
+                                         show_progress=not args.quiet)
     prompt = inp.prompt if args.prompt is None else args.prompt
     config.prompt = prompt
     generator = make_generator_from_args(args, prompt)
@@ -420,12 +430,13 @@ def make_generator_from_args(args: argparse.Namespace, prompt: str) -> Any | Non
     with a note when its weights cannot be had, and refuses a CPU unless --force-cpu."""
     if args.generator == "oracle":
         return None
-    want_vace = args.generator == "vace" or (args.generator == "auto" and torch.cuda.is_available())
+    named = getattr(args, "device", "auto")
+    want_vace = args.generator == "vace" or (args.generator == "auto" and torch.cuda.is_available() and named != "cpu")
     if want_vace:
         from worldstereo.backends.vace import VaceGenerator
         from worldstereo.hub import WeightsUnavailableError
 
-        device = "cpu" if args.force_cpu and not torch.cuda.is_available() else "auto"
+        device = named if named != "auto" else "cpu" if args.force_cpu and not torch.cuda.is_available() else "auto"
         try:
             return VaceGenerator(prompt=prompt, num_inference_steps=args.vace_steps, offload=args.vace_offload,
                                  device=device, force_cpu=args.force_cpu)

@@ -14,7 +14,7 @@ import torch
 from worldstereo import trajectory
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.camera_files import read_camera_file
-from worldstereo.cli.common import CliError, note, parse_size, positive_int
+from worldstereo.cli.common import CliError, add_device_argument, note, parse_size, positive_int
 from worldstereo.trajectory import subsample
 
 __all__ = ["add_world_parser", "world_command"]
@@ -57,6 +57,7 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     w.add_argument("--vace-steps", type=int, default=30, metavar="N", help="denoising steps per vace clip")
     w.add_argument("--vace-offload", action="store_true", help="vace: model CPU offload")
     w.add_argument("--force-cpu", action="store_true", help="let vace run on a CPU (tests, tiny models)")
+    add_device_argument(w)
     w.add_argument("--seed", type=int, default=0, help="random seed")
     add_ray_arguments(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars and no notes")
@@ -149,10 +150,11 @@ def world_command(args: argparse.Namespace) -> int:
         prompt = inp["prompt"] if args.prompt is None else args.prompt
         config = WorldStereoConfig(width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model,
                                    generator="warp" if args.generator == "auto" and not torch.cuda.is_available()
-                                   else args.generator, fill=args.fill, prompt=prompt)
+                                   else args.generator, fill=args.fill, prompt=prompt, device=args.device)
         estimator = None
         if start and inp["depth"] is None:
-            estimator = make_depth_estimator(args.depth_backend, args.depth_model, show_progress=not args.quiet)
+            estimator = make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
+                                             show_progress=not args.quiet)
         model = WorldStereo(config, depth_estimator=estimator, generator=make_generator_from_args(args, prompt))
         if not start:
             return model
