@@ -140,6 +140,35 @@ def test_server_down_falls_back_to_the_prior_with_the_reason(fake_hub, monkeypat
         assert hub.hub_unreachable(live.url) is None  # a Hub that answers is found at once
 
 
+def test_a_name_server_that_never_answers_costs_one_probe_time_out(monkeypatch):
+    """No reachable name server (a sandboxed GPU machine): getaddrinfo hangs; the probe gives up after its time-out."""
+    import socket
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def hanging(*args, **kwargs):
+        release.wait(30)
+        raise OSError("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    monkeypatch.setattr(hub, "PROBE_TIMEOUT_S", 0.3)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    hub.forget_failures()
+    try:
+        t0 = time.perf_counter()
+        reason = hub.hub_unreachable("https://hub.invalid")
+        waited = time.perf_counter() - t0
+        assert reason is not None and "did not resolve within 0.3 s" in reason and waited < 2.0
+        t0 = time.perf_counter()
+        assert hub.hub_unreachable("https://hub.invalid") == reason and time.perf_counter() - t0 < 0.05  # remembered
+    finally:
+        release.set()
+        hub.forget_failures()
+
+
 def test_error_500_falls_back_and_is_remembered_briefly(fake_hub):
     fake_hub.mode = "error500"
     with pytest.raises(MoGeUnavailableError) as info:

@@ -96,12 +96,15 @@ def cached_file(repo_id: str, filename: str, revision: str | None = None) -> Pat
 #: waiting for the network again (each new session of the app would otherwise wait for the time-out)
 FAILURE_MEMORY_S = 60.0
 
-#: seconds to wait for a TCP connection to the Hub's host in :func:`hub_unreachable`
+#: seconds to wait for the Hub's host name to resolve, then as long again for a TCP connection, in
+#: :func:`hub_unreachable` (a machine without a reachable name server otherwise waits for the resolver's own
+#: time-outs, 10 s and more, before every offline start)
 PROBE_TIMEOUT_S = 3.0
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 _locks: dict[tuple[str, str, str | None], threading.Lock] = {}
 _unreachable: dict[str, tuple[float, str]] = {}
+_probe_lock = threading.Lock()
 _failures: dict[tuple[str, str, str | None], tuple[float, WeightsUnavailableError]] = {}
 _locks_guard = threading.Lock()
 _verified: set[Path] = set()
@@ -264,20 +267,36 @@ def forget_failures() -> None:
 def hub_unreachable(endpoint: str | None = None) -> str | None:
     """Why the Hub at ``endpoint`` (default :func:`hub_endpoint`) cannot be reached, or None when it can.
 
-    One TCP connection to its host, at most ``PROBE_TIMEOUT_S`` seconds; a failure is remembered for
+    One name lookup and one TCP connection to its host, each at most ``PROBE_TIMEOUT_S`` seconds (one probe at a
+    time; callers during one wait for its answer); a failure is remembered for
     ``FAILURE_MEMORY_S``. Without it, ``huggingface_hub`` retries a request whose host does not resolve
     five times with back-off (23 s per file), so a machine without the Hub would wait 47 s for its first
     scene before the offline fallback. Behind an HTTP(S) proxy the probe is skipped (None): only the
     proxy knows.
     """
-    from urllib.parse import urlsplit
-
     endpoint = (endpoint or hub_endpoint()).rstrip("/")
-    known = _unreachable.get(endpoint)
-    if known is not None and time.monotonic() - known[0] < FAILURE_MEMORY_S:
-        return known[1]
     if any(os.environ.get(v) for v in _PROXY_VARS):
         return None
+    with _probe_lock:  # one probe at a time: a caller arriving during one (the start's background probe) gets its answer
+        known = _unreachable.get(endpoint)
+        if known is not None and time.monotonic() - known[0] < FAILURE_MEMORY_S:
+            return known[1]
+        return _probe(endpoint)
+
+
+def probe_in_background() -> threading.Thread | None:
+    """Start :func:`hub_unreachable` in a daemon thread (entry points, while they import and read inputs), so
+    the first weights lookup finds the answer ready; None when the Hub is switched off."""
+    if hub_offline():
+        return None
+    thread = threading.Thread(target=hub_unreachable, name="worldstereo-hub-probe", daemon=True)
+    thread.start()
+    return thread
+
+
+def _probe(endpoint: str) -> str | None:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(endpoint)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -286,7 +305,8 @@ def hub_unreachable(endpoint: str | None = None) -> str | None:
     if not parts.hostname:
         return f"HF_ENDPOINT {endpoint!r} names no host"
     try:
-        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+        address = _resolve(parts.hostname, port, PROBE_TIMEOUT_S)
+        with socket.create_connection(address, timeout=PROBE_TIMEOUT_S):
             pass
     except OSError as err:
         reason = f"{parts.hostname}:{port} cannot be reached ({_one_line(err)})"
@@ -294,6 +314,30 @@ def hub_unreachable(endpoint: str | None = None) -> str | None:
         return reason
     _unreachable.pop(endpoint, None)
     return None
+
+
+def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
+    """``(address, port)`` of ``host``, or ``OSError`` when the name does not resolve within ``timeout`` seconds.
+
+    ``getaddrinfo`` takes no time-out (the socket's does not apply to it); it runs in a daemon thread
+    that is left to finish on its own when it is too slow.
+    """
+    found: list = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][:2])
+        except OSError as err:
+            found.append(err)
+
+    worker = threading.Thread(target=lookup, name="worldstereo-hub-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not found:
+        raise OSError(f"the name {host} did not resolve within {timeout:g} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
 
 
 def _download(

@@ -94,6 +94,10 @@ def run_command(args: argparse.Namespace) -> int:
     keep_freed_memory()  # per-frame temporaries reuse freed pages (see worldstereo.runtime)
     if args.command in ("generate", "eval"):
         warm_up()  # the merge kernels compile (or load) while depth and the first frame are computed
+    if args.command in ("generate", "eval", "world"):
+        from worldstereo.hub import probe_in_background
+
+        probe_in_background()  # whether the Hub answers, found while inputs are read (not when weights are wanted)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
