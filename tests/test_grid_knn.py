@@ -106,3 +106,35 @@ def test_cell_size_fits_the_occupancy():
         occupancy = pts.shape[0] / g.keys.numel()
         assert 4 <= occupancy <= 64, occupancy  # about k / 2 on surfaces, volumes and lines alike
         assert torch.equal(torch.sort(g.order).values, torch.arange(pts.shape[0]))
+
+
+def test_a_far_outlier_coarsens_the_grid_but_keeps_answers_exact():
+    rng = np.random.default_rng(7)
+    pts = np.concatenate([rng.random((3000, 3)) * 1e-3, [[1e6, -1e6, 1e6]]])  # keys would overflow int64 at a fine cell
+    q = np.concatenate([rng.random((300, 3)) * 1e-3, [[1e6, -1e6, 1e6 + 1.0]]])
+    g = grid_knn.build_grid(torch.from_numpy(pts).float(), 8)
+    assert int(g.dims.max()) <= grid_knn.MAX_CELLS_PER_AXIS + 1
+    _check_exact(pts, q, 8)
+    near = grid_knn.nearest_within(grid_knn.build_grid(torch.from_numpy(pts).float(), cell=1e-5),
+                                   torch.from_numpy(q).float(), 1e-5)
+    ref_d, ref_i = cKDTree(pts.astype(np.float32).astype(np.float64)).query(q.astype(np.float32).astype(np.float64))
+    want = np.where(ref_d <= 1e-5, ref_i, -1)
+    assert np.array_equal(near.numpy(), want)
+
+
+@pytest.mark.parametrize("radius", [0.005, 0.02])
+def test_nearest_within_matches_a_bounded_kd_tree_query(radius):
+    rng = np.random.default_rng(8)
+    pts = _surface(20_000, rng)
+    q = np.concatenate([pts[:2000] + rng.normal(0, radius, (2000, 3)), rng.random((500, 3)) * 3.0])
+    p32, q32 = pts.astype(np.float32), q.astype(np.float32)
+    got = grid_knn.nearest_within(grid_knn.build_grid(torch.from_numpy(p32), cell=radius), torch.from_numpy(q32), radius)
+    d, i = cKDTree(p32.astype(np.float64)).query(q32.astype(np.float64))
+    want = np.where(d <= radius, i, -1)
+    g = got.numpy()
+    assert (g >= 0).sum() > 500 and (g < 0).sum() > 100  # both outcomes occur
+    assert np.array_equal(g >= 0, want >= 0) or np.mean((g >= 0) != (want >= 0)) < 1e-3  # float32 at the boundary
+    both = (g >= 0) & (want >= 0)
+    np.testing.assert_allclose(np.linalg.norm(p32[g[both]] - q32[both], axis=1), d[both], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="exceeds the grid's cell"):
+        grid_knn.nearest_within(grid_knn.build_grid(torch.from_numpy(p32), cell=radius), torch.from_numpy(q32), 2 * radius)

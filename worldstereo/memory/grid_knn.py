@@ -30,6 +30,8 @@ __all__ = ["Grid", "build_grid", "grid_knn", "nearest_within"]
 RADII = (1, 2, 4)
 #: occupied-cell occupancy aimed at, as a share of k
 OCCUPANCY_SHARE = 0.5
+#: grid cells per axis at most (keys of 3 axes fit in an int64)
+MAX_CELLS_PER_AXIS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,10 @@ def build_grid(points: torch.Tensor, k: int | None = None, cell: float | None = 
         if k is None:
             raise ValueError("build_grid needs k or cell")
         cell = _cell_size(pts, origin, k)
-    cell = float(cell)
+    # linear cell keys must fit in int64: at most 2^20 cells per axis (a far outlier coarsens the grid;
+    # answers stay exact, queries just see more candidates)
+    extent = float((pts.amax(0) - origin).max())
+    cell = max(float(cell), extent / MAX_CELLS_PER_AXIS, 1e-12)
     ijk, dims = _cell_keys(pts, origin, cell)
     key = _linear(ijk, dims)
     key, order = torch.sort(key)
