@@ -126,7 +126,7 @@ def test_a_far_outlier_coarsens_the_grid_but_keeps_answers_exact():
 def test_nearest_within_matches_a_bounded_kd_tree_query(radius):
     rng = np.random.default_rng(8)
     pts = _surface(20_000, rng)
-    q = np.concatenate([pts[:2000] + rng.normal(0, radius, (2000, 3)), rng.random((500, 3)) * 3.0])
+    q = np.concatenate([pts[:2000] + rng.normal(0, 0.5 * radius, (2000, 3)), rng.random((500, 3)) * 3.0])
     p32, q32 = pts.astype(np.float32), q.astype(np.float32)
     got = grid_knn.nearest_within(grid_knn.build_grid(torch.from_numpy(p32), cell=radius), torch.from_numpy(q32), radius)
     d, i = cKDTree(p32.astype(np.float64)).query(q32.astype(np.float64))
