@@ -376,7 +376,7 @@ class VaceGenerator(FrameGenerator):
         if ids is not None and conf is not None and conf.numel():
             valid = ids >= 0
             c = torch.ones(ids.shape)
-            c[valid] = conf[ids[valid]].float().cpu()
+            c[valid] = conf[ids[valid].to(conf.device)].float().cpu()  # the memory's device; the render's ids on the host
             uncertain = (c < UNCERTAIN_BELOW).numpy() & valid.numpy()
         mask = (hole | uncertain).astype(np.uint8)
         if self.mask_dilation > 0 and mask.any():
