@@ -17,6 +17,7 @@ It is a geometric renderer and filler, not a learned model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import TYPE_CHECKING
@@ -105,10 +106,12 @@ class WarpGenerator(FrameGenerator):
         self.max_gap = max_gap
         self.top_k = top_k
         self._references: list[int] = []
+        self._device_keyframes: dict[tuple[int, str], MemoryKeyframe] = {}
 
     # ------------------------------------------------------------------ per clip
     def begin_clip(self, ctx: GenerationContext, cameras: CameraParameters) -> None:
         self._references = []
+        self._device_keyframes = {}
         if not ctx.config.use_ssm or not ctx.keyframes:
             return
         views = CameraParameters.cat([k.camera for k in ctx.keyframes])
@@ -311,15 +314,20 @@ class WarpGenerator(FrameGenerator):
         frames_present = [fid for fid in self._references if fid in present]
         frame_weights: dict[int, torch.Tensor] = {}
         for fid in frames_present:
-            frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols).cpu()
+            frame_weights[fid] = weights[:, entry_frames == fid].sum(dim=1).view(rows, cols)
 
         # decode: at every covered target pixel, resample the keyframes its token attended to
         # confidently (attention mass above MIN_ATTENTION), scored by visibility x keyframe
         # confidence x view proximity, and blend them per pixel with weights score ** BLEND_SHARPNESS:
         # nearly one view where one is clearly best (detail stays sharp; the input image, confidence
         # 1, wins over generated keyframes, 0.9), a mix where views score alike (no switching seam).
+        # (on the SSM's device: the frame goes there once, the keyframes once per path, the result comes back)
+        dev = weights.device
+        home = image.device
+        cam_d = cam_f.to(dev)
+        image, depth, hole = image.to(dev), depth.to(dev), hole.to(dev)
         covered = ~hole[0]
-        pts = cam_f.unproject(depth.unsqueeze(0))[0][covered]
+        pts = cam_d.unproject(depth.unsqueeze(0))[0][covered]
         scores: list[torch.Tensor] = []
         samples: list[torch.Tensor] = []
         used: list[int] = []
@@ -327,10 +335,10 @@ class WarpGenerator(FrameGenerator):
             tok_w = _pixel_weights(frame_weights[fid], h, w)[covered]
             if not bool((tok_w > 0).any()):
                 continue
-            kf = ctx.keyframe_by_id(fid)
+            kf = self._keyframe_on(ctx, fid, dev)
             colors, vis = sample_keyframe(kf, pts)
             attended = (tok_w >= MIN_ATTENTION).float()
-            score = attended * vis * _view_proximity(kf.camera, cam_f, ctx.scene_depth) * (1.0 + 0.01 * tok_w)
+            score = attended * vis * _view_proximity(kf.camera, cam_d, ctx.scene_depth) * (1.0 + 0.01 * tok_w)
             if bool((score > 0).any()):
                 used.append(fid)
                 scores.append(score)
@@ -344,9 +352,20 @@ class WarpGenerator(FrameGenerator):
             flat[covered] = sub
             out = flat.permute(2, 0, 1).contiguous()
 
-        attention = _summarise(ctx, weights, query_points.to(weights.device), has_depth.to(weights.device), (rows, cols), p,
-                               self.top_k, frame_weights)
-        return out, to_host(attention), used
+        attention = _summarise(ctx, weights, query_points.to(dev), has_depth.to(dev), (rows, cols), p, self.top_k, frame_weights)
+        return out.to(home), to_host(attention), used
+
+    def _keyframe_on(self, ctx: GenerationContext, frame_id: int, device: torch.device) -> MemoryKeyframe:
+        """A stored keyframe with its image, depth, confidence and camera on ``device`` (copies kept per path)."""
+        kf = ctx.keyframe_by_id(frame_id)
+        if device.type == "cpu" and kf.image.device.type == "cpu":
+            return kf
+        key = (frame_id, str(device))
+        if key not in self._device_keyframes:
+            self._device_keyframes[key] = dataclasses.replace(
+                kf, image=kf.image.to(device), depth=kf.depth.to(device), confidence=kf.confidence.to(device),
+                camera=kf.camera.to(device))
+        return self._device_keyframes[key]
 
 
 def blend_views(scores: torch.Tensor, colors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,7 +384,7 @@ def blend_views(scores: torch.Tensor, colors: torch.Tensor) -> tuple[torch.Tenso
     have = best > 0
     ratio = torch.where(have, scores / torch.where(have, best, torch.ones_like(best)), torch.zeros_like(scores))
     blend = ratio.pow(BLEND_SHARPNESS) * (scores > 0)
-    colors = torch.where(blend.unsqueeze(-1) > 0, colors, torch.zeros(()))
+    colors = torch.where(blend.unsqueeze(-1) > 0, colors, colors.new_zeros(()))
     mixed = (blend.unsqueeze(-1) * colors).sum(0) / blend.sum(0).clamp(min=1e-30).unsqueeze(-1)
     return mixed, have
 
