@@ -136,3 +136,16 @@ def test_lama_sessions_use_the_budget_and_do_not_spin(restore_threads, tmp_path)
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     finally:
         fill._sessions.pop((str(path.resolve()), "cpu"), None)
+
+
+def test_the_app_names_its_compute(monkeypatch):
+    from ui.engine_status import device_label
+
+    monkeypatch.setattr(threads, "_shared", ThreadPolicy(budget=3))
+    monkeypatch.setattr(threads, "_process_threads", 3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_label() == "CPU (3 threads)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
+    assert device_label(torch.device("cuda")) == "CUDA (NVIDIA H200)"
+    assert device_label(torch.device("cpu")) == "CUDA (NVIDIA H200); memories on the CPU"

@@ -31,11 +31,15 @@ def reason_text(code: str | None) -> str:
     return FALLBACK_REASONS.get(code or "", code or "unknown reason")
 
 
-def device_label() -> str:
-    """This machine's compute: ``CUDA (<GPU name>)`` or ``CPU (<n> threads)``."""
+def device_label(memory_device: torch.device | None = None) -> str:
+    """This machine's compute: ``CUDA (<GPU name>)``, with ``; memories on the CPU`` where they stay there (a
+    ZeroGPU Space, ``device="cpu"``), or ``CPU (<n> threads)`` (the thread budget's share of one generation)."""
+    from worldstereo.threads import shared_policy
+
     if torch.cuda.is_available():
-        return f"CUDA ({torch.cuda.get_device_name(0)})"
-    n = torch.get_num_threads()
+        where = "; memories on the CPU" if memory_device is not None and memory_device.type == "cpu" else ""
+        return f"CUDA ({torch.cuda.get_device_name(0)}){where}"
+    n = shared_policy().budget
     return f"CPU ({n} thread{'s' if n != 1 else ''})"
 
 
@@ -97,7 +101,7 @@ class EngineStatus:
             fill = {"lama": "LaMa", "telea": "Telea", "none": "none"}.get(filler.name, filler.name)
             if getattr(filler, "fallback_reason", None):
                 fallbacks.append(f"LaMa -> Telea: {reason_text(filler.fallback_reason)}")
-        return cls(depth, scale, model.generator.name, fill, device_label(), tuple(fallbacks))
+        return cls(depth, scale, model.generator.name, fill, device_label(model.context.device), tuple(fallbacks))
 
     def markdown(self) -> str:
         """One line (and a second with the fallbacks, if any) for the page."""
