@@ -270,3 +270,29 @@ def test_the_clip_breakdown_accounts_for_the_time(pipe):
     # the parts are disjoint: together they never exceed the wall time, and leave little untimed
     named = sum(parts[name] for name in PARTS)
     assert named <= parts["total"] + 2e-3 and parts["other"] <= 0.5 * parts["total"]
+
+
+class _BatchedDepth:
+    """A learned-depth stand-in (named like MoGe, so generated frames ask it): a plane, counting its calls."""
+
+    name = "moge"
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def estimate_depths(self, images):
+        self.batches.append(images.shape[0])
+        return torch.full((images.shape[0], 1, *images.shape[-2:]), 3.0)
+
+
+def test_a_clip_asks_the_depth_model_once_for_all_its_frames(pipe):
+    view = get_scene("room").start_view(64, 48)
+    model = WorldStereo(WorldStereoConfig(width=64, height=48, use_ssm=False, fill="telea"), generator=_generator(Spy(pipe)))
+    model.start(view.image, view.depth, view.camera)
+    depth = _BatchedDepth()
+    model.context.depth_estimator = depth
+    steps = list(model.generate("orbit_right", num_frames=6))
+    assert len(depth.batches) == 2 and depth.batches[0] <= 4  # one call per clip (4 new frames, then 2)
+    for s in steps:
+        known = ~s.ggm_hole_mask[0] & (s.depth[0] > 0)
+        assert bool((s.depth > 0).all()) and bool(known.any())

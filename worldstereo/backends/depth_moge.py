@@ -309,6 +309,24 @@ class MoGeDepth(DepthEstimator):
         return DepthResult(depth=depth, intrinsics=K, approximate=False, backend=self.name, message=message)
 
 
+    def estimate_depths(self, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+        """Depth of several frames at once: (B, 3, H, W) in [0, 1] -> (B, 1, H, W) on the host, 0 = unknown.
+
+        One batched forward per ``batch`` frames (a clip's frames on a GPU, rather than one call each);
+        no intrinsics (generated frames have the path's cameras). Each frame equals :meth:`estimate`'s
+        depth up to the batched kernels' rounding.
+        """
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images).__name__)}")
+        height, width = images.shape[-2:]
+        out = []
+        for s in range(0, images.shape[0], batch):
+            chunk = torch.stack([check_image_tensor(x)[0] for x in images[s : s + batch]])
+            d = self.infer_raw(chunk)["depth"].detach().float().cpu().reshape(-1, 1, height, width)
+            out.append(torch.where(torch.isfinite(d) & (d > 0), d, torch.zeros_like(d)))
+        return torch.cat(out) if out else images.new_zeros(0, 1, height, width)
+
+
 def _load_checked(checkpoint: Path, device: torch.device) -> torch.nn.Module:
     """:func:`load_moge_model`; a Hub-cached file that cannot be loaded is removed from the cache."""
     try:
