@@ -82,3 +82,39 @@ def test_blend_views_keeps_far_single_views_and_mixes_equal_ones():
     assert not bool(torch.isnan(mixed).any())
     clear, _ = blend_views(torch.tensor([[0.9], [0.6]]), torch.stack([red.view(1, 3), blue.view(1, 3)]))
     assert float(clear[0, 0]) > 0.99  # a clearly better view dominates
+
+
+def _sparse_render(seed: int, h: int = 60, w: int = 80):
+    """A render with pinholes, thin cracks, a wide hole and a step in depth (foreground on the left)."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(3, h, w, generator=g)
+    col = torch.arange(w)[None, None, :]
+    depth = torch.where(col < 39, 2.0, torch.where(col < 45, 2.2, 5.0)).expand(1, h, w).clone()  # 10% and 2.3x steps
+    depth = depth * (1.0 + 0.01 * torch.rand(1, h, w, generator=g))
+    hole = torch.rand(1, h, w, generator=g) < 0.08  # pinholes
+    hole[:, 20, :] = True  # a one-pixel crack across
+    hole[:, :, 37:39] = True  # a two-pixel crack down, beside the depth step
+    hole[:, 40:55, 5:25] = True  # too wide for a thin gap
+    hole[:, 0, :5] = True  # at the border
+    return image, torch.where(hole, torch.zeros_like(depth), depth), hole
+
+
+def test_thin_gaps_on_the_device_equal_the_opencv_version():
+    from worldstereo.geometry.holes import fill_thin_gaps, thin_gap_mask
+    from worldstereo.geometry.holes_torch import fill_thin_gaps_torch, thin_gap_mask_torch
+
+    for seed in range(3):
+        image, depth, hole = _sparse_render(seed)
+        for max_gap in (1, 2):
+            assert torch.equal(thin_gap_mask_torch(hole, max_gap), thin_gap_mask(hole, max_gap))
+            ref = fill_thin_gaps(image, depth, hole, max_gap)
+            got = fill_thin_gaps_torch(image, depth, hole, max_gap)
+            assert torch.equal(got[2], ref[2])  # the same holes left
+            assert int(hole.sum() - ref[2].sum()) > 100  # and many filled
+            torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-5)
+    # nothing thin: returned as given
+    image, depth, _ = _sparse_render(0)
+    none = torch.zeros(1, 60, 80, dtype=torch.bool)
+    out = fill_thin_gaps_torch(image, depth, none)
+    assert out[0] is image and out[1] is depth

@@ -30,6 +30,7 @@ from worldstereo.backends.generators import FRAME_GENERATORS, AttentionSummary, 
 from worldstereo.camera import CameraParameters
 from worldstereo.geometry.dense_splat import splat_dense
 from worldstereo.geometry.holes import extend_depth_background, fill_thin_gaps, inpaint_colors
+from worldstereo.geometry.holes_torch import fill_thin_gaps_torch
 from worldstereo.keyframes import MemoryKeyframe, select_reference_views
 from worldstereo.records import to_host
 
@@ -133,9 +134,12 @@ class WarpGenerator(FrameGenerator):
             src_points, src_colors = ctx.ggm.point_cloud, ctx.ggm.point_colors
         else:
             src_points, src_colors = ctx.previous_frame_points()
-        render = self.render_points(src_points, src_colors, camera, near=NEAR_FRACTION * ctx.scene_depth)
+        # (on the memory's device: the splat, the thin gaps and the SSM stay there; the frame comes to the
+        # host once, for the hole filling, the Step and the files)
+        render = self.render_points(src_points, src_colors, camera, near=NEAR_FRACTION * ctx.scene_depth, host=False)
         ggm_image, ggm_depth, ggm_hole = render.image[0], render.depth[0], render.hole_mask[0]
-        image, depth, hole = fill_thin_gaps(ggm_image, ggm_depth, ggm_hole, self.max_gap)
+        gaps = fill_thin_gaps if ggm_image.device.type == "cpu" else fill_thin_gaps_torch
+        image, depth, hole = gaps(ggm_image, ggm_depth, ggm_hole, self.max_gap)
         timings["render"] = _ms(t0)
 
         # 2. spatial-stereo memory: constrained attention, decoded by resampling attended views
@@ -144,6 +148,9 @@ class WarpGenerator(FrameGenerator):
         used_refs: list[int] = []
         if cfg.use_ssm and self._references and ctx.ssm.occupancy > 0:
             image, attention, used_refs = self._fill_from_ssm(ctx, camera, image, depth, hole)
+        image, depth, hole = image.cpu(), depth.cpu(), hole.cpu()
+        render = to_host(render)
+        ggm_image, ggm_hole = render.image[0], render.hole_mask[0]
         timings["ssm"] = _ms(t1)
 
         # 3. holes: depth from the background side, colours inpainted
@@ -176,10 +183,10 @@ class WarpGenerator(FrameGenerator):
             extra_colors=extra_colors,
         )
 
-    def render_points(self, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters, near: float = 1e-3):
-        """The GGM (or any point cloud) rendered into ``camera``: a :class:`RenderOutput` with B = 1, on the CPU.
-
-        The splat runs on the points' device (the memories' device, a GPU with CUDA).
+    def render_points(self, points: torch.Tensor, colors: torch.Tensor, camera: CameraParameters, near: float = 1e-3,
+                      host: bool = True):
+        """The GGM (or any point cloud) rendered into ``camera``: a :class:`RenderOutput` with B = 1, on the CPU
+        (``host``) or left on the points' device, where the splat runs (the memories' device, a GPU with CUDA).
 
         Points nearer than ``near`` (scene units) are not drawn: a camera passing a surface at arm's
         length would otherwise fill its view with a few enormously magnified points.
@@ -191,7 +198,7 @@ class WarpGenerator(FrameGenerator):
             render = splat_points(points, colors, camera, radius=self.splat_radius, near=near)
         else:
             render = splat_dense(points, colors, camera, levels=self.render_levels, near=near)
-        return to_host(render)  # splatted where the memory lives; the frame is finished on the host
+        return to_host(render) if host else render
 
     def _fill_wide(
         self,
