@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Grid", "build_grid", "grid_knn", "nearest_within"]
+__all__ = ["Grid", "brute_force_knn", "build_grid", "grid_knn", "nearest_within"]
 
 #: searched block radii (cells) before the remaining queries fall back to brute force
 RADII = (1, 2, 4)
@@ -192,7 +192,7 @@ def grid_knn(grid: Grid, queries: torch.Tensor, k: int, max_pairs: int = 1 << 25
             unresolved.append(ids[~ok])
         todo = torch.cat(unresolved) if unresolved else todo[:0]
     if todo.numel():
-        d, i = _brute_force(grid.points, q_all[todo], k)
+        d, i = brute_force_knn(grid.points, q_all[todo], k)
         dist[todo], index[todo] = d, grid.order[i]
     return dist, index
 
@@ -236,8 +236,11 @@ def _bands(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _brute_force(points: torch.Tensor, q: torch.Tensor, k: int, chunk_elements: int = 1 << 26
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def brute_force_knn(points: torch.Tensor, q: torch.Tensor, k: int, chunk_elements: int = 1 << 26
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest of ``q`` (Q, 3) among ``points`` (N, 3) on their device: ``cdist`` (no matmul
+    shortcut, so no cancellation) and ``topk`` over chunks of at most ``chunk_elements`` distances.
+    Returns (Q, k) distances ascending and (Q, k) int64 indices."""
     chunk = max(1, chunk_elements // max(1, points.shape[0]))
     ds, ids = [], []
     for s in range(0, q.shape[0], chunk):

@@ -150,15 +150,9 @@ class TorchBruteForceIndex(SpatialIndex):
         self._points = points.detach().to(self.device, torch.float32).contiguous()
 
     def _query(self, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        q = points.detach().to(self.device, torch.float32)
-        chunk = max(1, self.chunk_elements // max(1, self.num_points))
-        dists, idxs = [], []
-        for s in range(0, q.shape[0], chunk):
-            d = torch.cdist(q[s : s + chunk], self._points, compute_mode="donot_use_mm_for_euclid_dist")
-            dk, ik = torch.topk(d, k, dim=1, largest=False, sorted=True)
-            dists.append(dk)
-            idxs.append(ik)
-        return torch.cat(dists), torch.cat(idxs)
+        from worldstereo.memory.grid_knn import brute_force_knn
+
+        return brute_force_knn(self._points, points.detach().to(self.device, torch.float32), k, self.chunk_elements)
 
 
 class GridKNNIndex(SpatialIndex):
