@@ -12,7 +12,6 @@ Ray is imported only when used.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +22,7 @@ from worldstereo.camera import CameraParameters
 from worldstereo.config import WorldStereoConfig
 from worldstereo.context import ContextState, GenerationContext
 from worldstereo.pipeline import Step
+from worldstereo.threads import available_cores
 from worldstereo.world.rounds import Generated, RoundBase, generate_from
 
 __all__ = ["RoundPayload", "connect", "gpu_options", "ray_executor", "task_threads"]
@@ -36,7 +36,7 @@ def connect(address: str | None = None, workers: int | None = None) -> Any:
 
     Args:
         address: None = embedded on this machine; ``auto`` or ``ray://HOST:10001`` = join that cluster.
-        workers: most tasks at once on an embedded Ray (its CPUs); None = every core.
+        workers: most tasks at once on an embedded Ray (its CPUs); None = every core this process may use.
     """
     import ray
 
@@ -44,7 +44,7 @@ def connect(address: str | None = None, workers: int | None = None) -> Any:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=workers or available_cores(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
     return ray
 
