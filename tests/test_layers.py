@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", (
         "worldstereo.atomic", "worldstereo.camera", "worldstereo.formats", "worldstereo.hub", "worldstereo.threads", "worldstereo.devices",
         "worldstereo.imageio_utils", "worldstereo.limits", "worldstereo.scenes", "worldstereo.snapshot_checks",
+        "worldstereo.snapshot_codec", "worldstereo.examples",
         "worldstereo.trajectory",
     )),
     ("geometry", ("worldstereo.geometry", "worldstereo.scale", "worldstereo.coverage", "worldstereo.keyframes",

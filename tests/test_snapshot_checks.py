@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from worldstereo import limits
+from worldstereo import snapshot as snapshot_module
 from worldstereo.model import WorldStereo, WorldStereoConfig
 from worldstereo.scenes import get_scene
 from worldstereo.snapshot_checks import SnapshotError, extract_snapshot_zip
@@ -44,9 +45,13 @@ def _edit_meta(d: Path, **changes) -> None:
 
 
 def _edit_tensors(d: Path, fn) -> None:
-    t = load_file(str(d / "state.safetensors"))
+    """Edit the snapshot's tensors as they are meant (compressed ones decoded), and store them all raw."""
+    meta = json.loads((d / "state.json").read_text())
+    t = snapshot_module._decoded(load_file(str(d / "state.safetensors")), meta)
     fn(t)
     save_file(t, str(d / "state.safetensors"))
+    meta["encoded"] = {}
+    (d / "state.json").write_text(json.dumps(meta))
 
 
 def test_a_good_snapshot_loads_exactly(snapshot):
@@ -83,7 +88,10 @@ def test_bad_metadata_and_configs_are_refused(snapshot, tmp_path, change, messag
         (lambda t: t.__setitem__("ggm._pos", t["ggm._pos"].double()), "ggm._pos"),
         (lambda t: t.__setitem__("ggm._rgb", t["ggm._rgb"][:-1].clone()), "rows for"),
         (lambda t: t.__setitem__("ssm.features", torch.zeros(3, 3)), "ssm.features"),
-        (lambda t: t["start.image"].__setitem__((0, 0, 0), float("nan")), "NaN or inf"),
+        (lambda t: t.__setitem__("ssm.slots", t["ssm.slots"] + 10**6), "ssm.slots"),
+        (lambda t: t.__setitem__("ssm.write_step", t["ssm.write_step"][:-1].clone()), "ssm.write_step"),
+        (lambda t: t.__setitem__("keyframe.0.image", t["keyframe.0.image"][:, :-1].clone()), "keyframe.0.image"),
+        (lambda t: t["previous.depth"].__setitem__((0, 0, 0), float("nan")), "NaN or inf"),
         (lambda t: t["ggm._pos"].__setitem__((0, 0), float("inf")), "NaN or inf"),
         (lambda t: t.__setitem__("keyframe.0.K", torch.zeros(2, 2)), "keyframe.0.K"),
         (lambda t: t.pop("start.image"), "missing tensors"),
@@ -93,6 +101,42 @@ def test_bad_metadata_and_configs_are_refused(snapshot, tmp_path, change, messag
 def test_bad_tensors_are_refused(snapshot, tmp_path, edit, message):
     d = _copy(snapshot, tmp_path)
     _edit_tensors(d, edit)
+    with pytest.raises(SnapshotError, match=message):
+        WorldStereo.load(d)
+
+
+def test_a_good_snapshot_is_compact_and_rebuilds_its_tokens_exactly(snapshot):
+    meta = json.loads((snapshot / "state.json").read_text())
+    assert meta["version"] == 2 and meta["ssm_tokens"] == "keyframes" and "ssm.features" not in meta["encoded"]
+    stored = load_file(str(snapshot / "state.safetensors"))
+    assert "ssm.features" not in stored and stored["keyframe.0.image"].dtype == torch.uint8
+    m = WorldStereo.load(snapshot)
+    again = m.save(snapshot.parent / "again")
+    n = WorldStereo.load(again)
+    for (k, a), (_, b) in zip(m.ssm.state_dict().items(), n.ssm.state_dict().items(), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)), k
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda raw, meta: raw.__setitem__("ggm._pos", torch.randint(0, 255, (64,), dtype=torch.uint8)),
+         "corrupt compressed data|decodes to"),
+        (lambda raw, meta: meta["encoded"]["ggm._pos"].__setitem__("shape", [10**11, 3]), "beyond the limit"),
+        (lambda raw, meta: meta["encoded"]["ggm._pos"].__setitem__("shape", [5, 3]), "decodes to"),
+        (lambda raw, meta: meta["encoded"]["ggm._pos"].__setitem__("codec", "pickle"), "unknown encoding"),
+        (lambda raw, meta: meta["encoded"].__setitem__("start.nothing", meta["encoded"]["ggm._pos"]), "'encoded' names"),
+        (lambda raw, meta: meta.__setitem__("keyframes", meta["keyframes"][:0]), "keyframe"),
+    ],
+)
+def test_bad_encodings_are_refused(snapshot, tmp_path, tamper, message):
+    d = _copy(snapshot, tmp_path)
+    meta = json.loads((d / "state.json").read_text())
+    raw = load_file(str(d / "state.safetensors"))
+    tamper(raw, meta)
+    save_file(raw, str(d / "state.safetensors"))
+    (d / "state.json").write_text(json.dumps(meta))
     with pytest.raises(SnapshotError, match=message):
         WorldStereo.load(d)
 

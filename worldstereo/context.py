@@ -26,6 +26,7 @@ from worldstereo.memory.global_geometric import GlobalGeometricMemory
 from worldstereo.memory.patch_encoder import PatchEncoder
 from worldstereo.memory.spatial_stereo import SpatialStereoMemory
 from worldstereo.records import FrameObservation, FrameResult
+from worldstereo.snapshot_codec import quantize8
 
 #: GGM points with a confidence below this were generated (filled), not observed; they are kept out
 #: of reconstruction metrics
@@ -133,6 +134,7 @@ class GenerationContext:
             camera: its camera (B = 1); filter_floaters: drop flying pixels on depth edges.
         """
         self.reset()
+        image = quantize8(image)  # the start view is the first keyframe, which holds 8-bit colour
         self.start_camera, self.start_image = camera, image[0]
         valid = depth[depth > 0]
         self.scene_depth = float(valid.median())
@@ -293,8 +295,12 @@ class GenerationContext:
         frame_id: int,
         label: str = "",
     ) -> tuple[int, int]:
-        """Store a keyframe and its tokens; returns (tokens added, occupied tokens replaced)."""
-        kf = MemoryKeyframe(frame_id, path_index, image.clone(), depth.clone(), confidence.clone(), camera, label)
+        """Store a keyframe and its tokens; returns (tokens added, occupied tokens replaced).
+
+        A keyframe holds 8-bit colour (``image`` rounded to ``k / 255``), as the frames written to files do:
+        a quarter of the bytes in a snapshot, and its tokens rebuild exactly from it.
+        """
+        kf = MemoryKeyframe(frame_id, path_index, quantize8(image), depth.clone(), confidence.clone(), camera, label)
         self.keyframes.append(kf)
         if not self.config.use_ssm:
             return 0, 0

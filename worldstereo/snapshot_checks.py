@@ -65,15 +65,15 @@ def check_snapshot_files(directory: Path) -> None:
             raise SnapshotError(f"{name} is {size / 2**20:.1f} MiB, more than the limit of {limit / 2**20:.0f} MiB")
 
 
-def read_meta(directory: Path, version: int) -> dict[str, Any]:
-    """``state.json`` parsed and its fields type-checked."""
+def read_meta(directory: Path, versions: tuple[int, ...]) -> dict[str, Any]:
+    """``state.json`` parsed and its fields type-checked (its version one of ``versions``)."""
     try:
         meta = json.loads((directory / "state.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SnapshotError(f"state.json: broken JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise SnapshotError("state.json: top level must be an object")
-    if meta.get("version") != version:
+    if meta.get("version") not in versions or isinstance(meta.get("version"), bool):
         raise SnapshotError(f"state.json: unsupported snapshot version {meta.get('version')!r}")
     for key in ("frame_counter", "path_counter", "num_paths"):
         v = meta.get(key)
