@@ -33,18 +33,16 @@ t0 = time.perf_counter()
 model.start_panorama(pano.image)
 start_s = time.perf_counter() - t0
 
-def cams(m, t, n):
-    return trajectory.preset(t.preset, m.start_camera, n, scene_depth=m.scene_depth, **t.params)
 
 t1 = time.perf_counter()
 if sys.argv[1] == "ours":
     with tempfile.TemporaryDirectory() as d:
-        s = build_world(plan, d, {"input": "bench"}, lambda start: model, cams, progress=False)
+        s = build_world(plan, d, {"input": "bench"}, lambda start: model, progress=False)
         frames, points = s.frames - 1, s.points
 else:
     frames = 0
     for t in plan.trajectories:
-        frames += sum(1 for _ in model.generate(cams(model, t, 21)))
+        frames += sum(1 for _ in model.generate(plan.preset_cameras(t, model.start_camera, model.scene_depth)))
     points = model.ggm.num_points
 seconds = time.perf_counter() - t1
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -346,9 +346,11 @@ def test_build_world_runs_the_default_plan_and_offers_the_dataset_zip(manager):
     updates = list(s.build_world(3))
     lines = [u[0] for u in updates if u[1] is None]
     final, files = updates[-1]
-    assert "trajectory 1 / 4 (eloop), frame 1 / 3" in lines[0] and "World built: 4 trajectories, 13 frames" in final
+    # 1 + 4 x 3 frames generated; each trajectory's first and the eloop's last repeat the input pose: not exported
+    assert "trajectory 1 / 4 (eloop), frame 1 / 3" in lines[0] and "World built: 4 trajectories, 8 frames" in final
     with zipfile.ZipFile(files[0]) as zf:
         names = set(zf.namelist())
         data = json.loads(zf.read("world/transforms.json"))
-    assert {"world/transforms.json", "world/pointcloud.ply", "world/images/input_000.png", "world/depths/left_002.png"} <= names
-    assert len(data["frames"]) == 13 and s.model.ggm.num_points >= before and s.model.frame_counter == 13
+    assert {"world/transforms.json", "world/pointcloud.ply", "world/images/input_000.png", "world/depths/left_002.png",
+            "world/masks/left_002.png"} <= names
+    assert len(data["frames"]) == 8 and s.model.ggm.num_points >= before and s.model.frame_counter == 13

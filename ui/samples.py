@@ -16,14 +16,13 @@ from PIL import Image, ImageOps
 
 from worldstereo.atomic import atomic_path
 from worldstereo.camera import CameraParameters
+from worldstereo.examples import example_caption, example_dirs
 from worldstereo.formats import NamedCameras, read_example_folder
 from worldstereo.imageio_utils import load_image
 from worldstereo.panorama.equirect import check_panorama_size, is_panorama_size
 from worldstereo.panorama.synthetic import PANORAMA_CENTRES, SyntheticPanorama, render_panorama
 from worldstereo.scenes import get_scene, list_scenes
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES_DIR = REPO / "assets" / "examples"
 SCENE_PREFIX = "scene: "
 EXAMPLE_PREFIX = "example: "
 PANORAMA_PREFIX = "panorama: "
@@ -66,14 +65,7 @@ class InputBundle:
 
 
 def _example_dirs() -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for group in ("reconstruction", "images"):
-        root = EXAMPLES_DIR / group
-        if root.is_dir():
-            for d in sorted(root.iterdir()):
-                if (d / "image.png").is_file():
-                    out[d.name] = d
-    return out
+    return example_dirs()
 
 
 def list_samples() -> list[str]:
@@ -84,27 +76,16 @@ def list_samples() -> list[str]:
             + [SCENE_PREFIX + s for s in list_scenes()])
 
 
-#: gallery captions of the shipped examples (others: from their folder name)
-EXAMPLE_CAPTIONS = {
-    "photorealistic-outdoor-verdant_landscape-050": "Landscape",
-    "photorealistic-indoor-dining_spaces-030": "Kitchen",
-}
-
-
 def sample_caption(name: str) -> str:
     """A short caption of a sample for the gallery: ``Landscape``, ``Bicycle``, ``Room*`` (* = synthetic).
 
-    Other examples' folder names are shortened: ``photorealistic-outdoor-forest_path-012`` -> ``Forest path``."""
+    Other examples' folder names are shortened: ``photorealistic-outdoor-forest_path-012`` -> ``Forest path``
+    (:func:`worldstereo.examples.example_caption`; the CLI's ``--example`` takes the same names)."""
     if name.startswith(SCENE_PREFIX):
         return f"{name[len(SCENE_PREFIX):].capitalize()}*"
     if name.startswith(PANORAMA_PREFIX):
         return f"{name[len(PANORAMA_PREFIX):].capitalize()} 360*"
-    key = name[len(EXAMPLE_PREFIX):] if name.startswith(EXAMPLE_PREFIX) else name
-    if key in EXAMPLE_CAPTIONS:
-        return EXAMPLE_CAPTIONS[key]
-    if key.startswith("photorealistic-") and key.count("-") >= 3:  # photorealistic-<where>-<words>-<id>
-        key = key.split("-")[2].replace("_", " ")
-    return f"{key[:1].upper()}{key[1:]}"
+    return example_caption(name[len(EXAMPLE_PREFIX):] if name.startswith(EXAMPLE_PREFIX) else name)
 
 
 def sample_thumbnail(name: str, folder: Path) -> Path:

@@ -64,11 +64,8 @@ class WorldBuilding:
                 updates.put(f"World: trajectory {len(done) + 1} / {total} ({name}), frame {step.frame_index + 1} / "
                             f"{step.num_frames}")
 
-            def cameras_for(m, t, n):
-                if t.preset is not None:
-                    return trajectory.preset(t.preset, m.start_camera, n, scene_depth=m.scene_depth, **t.params)
-                cams = next(p.cameras for p in self.bundle.paths if p.name == t.name)
-                return trajectory.subsample(cams, n)
+            def read_cameras(t, n):
+                return trajectory.subsample(next(p.cameras for p in self.bundle.paths if p.name == t.name), n)
 
             result: dict = {}
 
@@ -76,7 +73,7 @@ class WorldBuilding:
                 try:
                     with shared_policy().generation():  # this world's share of the thread budget
                         result["summary"] = build_world(plan, out, {"input": self.bundle.label if self.bundle else "?"},
-                                                        lambda _start: model, cameras_for, progress=False,
+                                                        lambda _start: model, read_cameras, progress=False,
                                                         log=done.append, on_step=on_step)
                 except BaseException as exc:  # noqa: BLE001 - handed to the page below
                     result["error"] = exc
@@ -97,4 +94,4 @@ class WorldBuilding:
             s = result["summary"]
             archive = zip_folder(s.dataset, self.directory / "downloads" / "world_dataset.zip")
         yield (f"World built: {total} trajectories, {s.frames} frames, {s.points:,} points "
-               f"({s.seconds:.0f} s). The dataset (images, depths, transforms.json, pointcloud.ply) is in Downloads."), [str(archive)]
+               f"({s.seconds:.0f} s). The dataset (images, depths, masks, transforms.json, pointcloud.ply) is in Downloads."), [str(archive)]

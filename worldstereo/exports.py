@@ -58,6 +58,8 @@ __all__ = [
 
 DEPTH_PNG_SCALE = 1000.0
 """PNG counts per scene unit in depth PNGs (millimetres when scene units are metres)."""
+PNG_LEVEL = 1
+"""zlib level of the PNGs written: twice as fast as PIL's default 6 for some 5% more bytes (frames, depths)."""
 
 
 # ------------------------------------------------------------------------------------------------ single files
@@ -71,7 +73,7 @@ def write_image_png(path: str | os.PathLike, image: Any) -> Path:
     if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr), mode="RGB").save(tmp, format="PNG")
+        Image.fromarray(np.ascontiguousarray(arr), mode="RGB").save(tmp, format="PNG", compress_level=PNG_LEVEL)
     return Path(path)
 
 
@@ -95,7 +97,7 @@ def write_depth_png(path: str | os.PathLike, depth: Any, scale: float = DEPTH_PN
     """Write depth (H, W) or (1, H, W) in scene units as a 16-bit PNG (see :func:`depth_to_png16`), atomically."""
     counts = depth_to_png16(depth, scale)
     with atomic_path(path) as tmp:
-        Image.fromarray(counts).save(tmp, format="PNG")  # uint16 -> mode I;16
+        Image.fromarray(counts).save(tmp, format="PNG", compress_level=PNG_LEVEL)  # uint16 -> mode I;16
     return Path(path)
 
 

@@ -41,6 +41,7 @@ from worldstereo.panorama.equirect import check_panorama_size, range_to_z, worki
 from worldstereo.panorama.lift import start_camera_for
 from worldstereo.panorama.views import ViewDepths, check_views, estimate_view_depths
 from worldstereo.pipeline import Step, run_path
+from worldstereo.records import InputViews
 from worldstereo.scale import scale_to_pivot
 
 __all__ = [
@@ -147,6 +148,8 @@ class WorldStereo:
                 choice.generator, choice.message, choice.fallback
             )
         self.start_info: StartInfo | None = None
+        #: the real views the last start was seeded from, as given (not part of a snapshot)
+        self.input_views: InputViews | None = None
 
     @property
     def started(self) -> bool:
@@ -222,6 +225,7 @@ class WorldStereo:
         # and its smooth floor changes disparity fast enough at low resolution to look like one
         floaters = cfg.filter_floaters if cfg.filter_floaters is not None else (source != "given" and not approximate)
         self.context.seed(img, d, camera, filter_floaters=floaters)
+        self.input_views = InputViews(_uint8_views(img), d.clone(), camera, ["input_000"])
         self.start_info = StartInfo(
             source, approximate, message, self.context.scene_depth, self.context.ggm.num_points,
             depth_model=model_name, scale_factor=factor, scale_message=scale_message, fallback_reason=fallback,
@@ -265,6 +269,7 @@ class WorldStereo:
             vd = ViewDepths(given, "given", False, "depth given for every view", "given")
         start_camera = start_camera_for(cams[0], self.config.width, self.config.height)
         stride = self.context.seed_views(imgs, vd.depths, cams, start_camera, names)
+        self.input_views = InputViews(_uint8_views(imgs), vd.depths.float(), cams, [f"view_{i:04d}" for i in range(n)])
         notes = [vd.message]
         if stride > 1:
             notes.append(f"every {stride}th pixel kept to stay within max_points ({self.config.max_points:,})")
@@ -373,3 +378,8 @@ class WorldStereo:
     def copy(self) -> WorldStereo:
         """A deep copy (memories included)."""
         return copy.deepcopy(self)
+
+
+def _uint8_views(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 1] -> (N, H, W, 3) uint8."""
+    return (images.permute(0, 2, 3, 1).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)

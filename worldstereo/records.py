@@ -16,6 +16,48 @@ from worldstereo.camera import CameraParameters
 
 _Record = TypeVar("_Record")
 
+# Where a frame's pixel came from (:attr:`FrameResult.pixel_source`, (1, H, W) uint8).
+#: the memories held it: the GGM render (with its thin gaps closed) or a stored view the SSM resampled
+SOURCE_MEMORY = 0
+#: a learned model made it: ``vace``'s generation, LaMa's fill (new content, kept for training)
+SOURCE_MODEL = 1
+#: a fallback filled it: Telea's smear, the blank-view fill (approximate; masked out of a world's dataset)
+SOURCE_FALLBACK = 2
+#: nothing: the hole stayed empty (fill ``none``)
+SOURCE_NONE = 3
+SOURCE_NAMES = {SOURCE_MEMORY: "memory", SOURCE_MODEL: "model", SOURCE_FALLBACK: "fallback", SOURCE_NONE: "none"}
+
+# Confidence of generated content (frame pixels, and the GGM points they become), by how it was made. All lie
+# below the 0.5 of observed content (the SSM's default correspondence threshold: never a correspondence), and
+# a GGM merge keeps the highest, so a point's confidence says how it was made (:func:`provenance_of_confidence`).
+#: a learned model's pixels with depth from a depth model (``vace`` with MoGe-2)
+ESTIMATED_CONFIDENCE = 0.3
+#: a learned model's pixels with depth continued from the background (LaMa; ``vace`` without a depth model)
+GUESSED_CONFIDENCE = 0.25
+#: a fallback's fill (Telea, the blank-view fill), depth continued from the background
+FALLBACK_CONFIDENCE = 0.2
+
+
+def generated_confidence(source: int, depth_guessed: bool) -> float:
+    """The confidence of generated content of ``source`` (``SOURCE_MODEL`` or ``SOURCE_FALLBACK``)."""
+    if source == SOURCE_MODEL:
+        return GUESSED_CONFIDENCE if depth_guessed else ESTIMATED_CONFIDENCE
+    if source == SOURCE_FALLBACK:
+        return FALLBACK_CONFIDENCE
+    return 0.0
+
+
+def provenance_of_confidence(confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel source (uint8) and depth-guessed (bool) of content with ``confidence`` (any shape): 0.5 and above
+    the memories' (observed), then model with estimated depth, model with guessed depth, fallback, none (0)."""
+    c = confidence.float()
+    source = torch.full(c.shape, SOURCE_NONE, dtype=torch.uint8, device=c.device)
+    source[c > 0] = SOURCE_FALLBACK
+    source[c >= 0.5 * (FALLBACK_CONFIDENCE + GUESSED_CONFIDENCE)] = SOURCE_MODEL
+    source[c >= 0.5] = SOURCE_MEMORY
+    guessed = (c > 0) & (c < 0.5 * (GUESSED_CONFIDENCE + ESTIMATED_CONFIDENCE))
+    return source, guessed
+
 
 def to_host(record: _Record) -> _Record:
     """A copy of a dataclass record with every tensor field (and tensors in dict fields) on the CPU.
@@ -89,6 +131,11 @@ class FrameResult:
         extra_points: (P, 3) world points of new surface outside the frame (a hole filler's look-ahead
             beyond the field of view), or None.
         extra_colors: (P, 3) their colours in [0, 1], or None.
+        pixel_source: (1, H, W) uint8, where each pixel came from (``SOURCE_MEMORY``, ``SOURCE_MODEL``,
+            ``SOURCE_FALLBACK``, ``SOURCE_NONE``), or None (a generator that does not say: all memory).
+        depth_guessed: (1, H, W) bool, True where the depth was extrapolated (continued from a hole's
+            background side, or a plane), not rendered from the memories or estimated by a depth model;
+            None = nowhere.
     """
 
     image: torch.Tensor
@@ -103,6 +150,26 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
     extra_points: torch.Tensor | None = None
     extra_colors: torch.Tensor | None = None
+    pixel_source: torch.Tensor | None = None
+    depth_guessed: torch.Tensor | None = None
+
+    def source_map(self) -> torch.Tensor:
+        """(1, H, W) uint8 pixel sources (all ``SOURCE_MEMORY`` where the generator gave none)."""
+        if self.pixel_source is not None:
+            return self.pixel_source
+        return torch.full(self.depth.shape, SOURCE_MEMORY, dtype=torch.uint8)
+
+    def trained_mask(self) -> torch.Tensor:
+        """(1, H, W) bool: pixels a trainer should learn from (the memories' and a learned model's, not a
+        fallback's smear or an empty hole)."""
+        src = self.source_map()
+        return (src == SOURCE_MEMORY) | (src == SOURCE_MODEL)
+
+    def supervised_depth(self) -> torch.Tensor:
+        """(1, H, W) the depth with 0 where it was guessed (extrapolated): what depth supervision may use."""
+        if self.depth_guessed is None:
+            return self.depth
+        return torch.where(self.depth_guessed, torch.zeros_like(self.depth), self.depth)
 
 
 @dataclass
@@ -127,3 +194,20 @@ class FrameObservation:
     seen_ids: torch.Tensor
     evictions: int
     confidence: torch.Tensor | None = None
+
+
+@dataclass
+class InputViews:
+    """The real views an exploration started from, as given (what a world's dataset exports first).
+
+    Attributes:
+        images: (N, h, w, 3) uint8.
+        depths: (N, 1, h, w) float32 camera z the memories were seeded with (0 = unknown).
+        cameras: the N views' cameras (size ``w x h``).
+        names: N file stems (``input_000`` for a photo; ``view_0000``, ... for posed views and panoramas).
+    """
+
+    images: torch.Tensor
+    depths: torch.Tensor
+    cameras: CameraParameters
+    names: list[str]

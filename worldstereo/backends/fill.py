@@ -34,6 +34,7 @@ import torch
 from worldstereo import hub
 from worldstereo.backends.registry import Registry
 from worldstereo.config import FILL_CHOICES
+from worldstereo.records import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_NONE
 from worldstereo.threads import current_threads
 
 __all__ = [
@@ -99,6 +100,10 @@ class HoleFiller:
         """Args: image (3, H, W) float in [0, 1]; hole (1, H, W) bool. Returns (3, H, W)."""
         raise NotImplementedError
 
+    def source_of(self, hole: torch.Tensor) -> int:
+        """The pixel source (:mod:`worldstereo.records`) of what :meth:`fill` puts into ``hole`` (1, H, W) bool."""
+        return SOURCE_FALLBACK
+
 
 @FILL_BACKENDS.register("telea", "OpenCV Telea inpainting (no weights)")
 class TeleaFill(HoleFiller):
@@ -132,6 +137,9 @@ class NoFill(HoleFiller):
 
     name = "none"
     message = "no hole filling"
+
+    def source_of(self, hole: torch.Tensor) -> int:
+        return SOURCE_NONE
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         return torch.where(hole, torch.zeros_like(image), image)
@@ -311,6 +319,10 @@ class LamaFill(HoleFiller):
             scale = 1.0 / 255.0 if float(np.nanmax(out)) > 1.5 else 1.0
         out = np.nan_to_num(out * scale, nan=0.5).clip(0.0, 1.0)
         return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def source_of(self, hole: torch.Tensor) -> int:
+        # below MIN_LAMA_SHARE the network is not called: Telea fills the slivers
+        return SOURCE_MODEL if hole[0].cpu().numpy().astype(bool).mean() >= MIN_LAMA_SHARE else SOURCE_FALLBACK
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         mask = hole[0].cpu().numpy().astype(bool)

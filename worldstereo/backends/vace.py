@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from worldstereo import hub
 from worldstereo.backends.fill import NoFill
 from worldstereo.backends.generators import FRAME_GENERATORS, FrameGenerator, FrameResult
-from worldstereo.backends.warp import INPAINTED_CONFIDENCE, RESAMPLED_CONFIDENCE, WarpGenerator
+from worldstereo.backends.warp import RESAMPLED_CONFIDENCE, WarpGenerator
 from worldstereo.camera import CameraParameters
 from worldstereo.geometry.holes import extend_depth_background
+from worldstereo.records import SOURCE_MODEL, generated_confidence
 
 if TYPE_CHECKING:
     from worldstereo.context import GenerationContext
@@ -336,8 +337,11 @@ class VaceGenerator(FrameGenerator):
             mask, image = masks[j], images[j]
             t_depth = time.perf_counter()
             new = r.new_surface_mask
-            depth = self._depth_for(ctx, image, r.depth, mask | new, estimates[j])
-            confidence = torch.where(mask, torch.full_like(depth, INPAINTED_CONFIDENCE), torch.full_like(depth, RESAMPLED_CONFIDENCE))
+            depth, extended = self._depth_for(ctx, image, r.depth, mask | new, estimates[j])
+            made = generated_confidence(SOURCE_MODEL, depth_guessed=bool(extended.any()))
+            confidence = torch.where(mask, torch.full_like(depth, made), torch.full_like(depth, RESAMPLED_CONFIDENCE))
+            source = torch.where(mask, torch.tensor(SOURCE_MODEL, dtype=torch.uint8), r.source_map())
+            guessed = torch.where(mask, extended, r.depth_guessed if r.depth_guessed is not None else torch.zeros_like(mask))
             timings = dict(r.timings)
             # per frame: the clip's shared work divided among its frames
             timings["mask"] = mask_ms / n_new
@@ -346,7 +350,8 @@ class VaceGenerator(FrameGenerator):
             timings["generate"] = gen_seconds * 1e3 / n_new
             timings["total_clip"] = (time.perf_counter() - t0) * 1e3 / n_new
             self._frames[start + j] = dataclasses.replace(
-                r, image=image.clamp(0, 1), depth=depth, confidence=confidence, references=self.references, timings=timings
+                r, image=image.clamp(0, 1), depth=depth, confidence=confidence, references=self.references, timings=timings,
+                pixel_source=source, depth_guessed=guessed,
             )
 
     def _run_pipeline(self, video: list, mask: list, refs: list, height: int, width: int, num_frames: int) -> torch.Tensor:
@@ -407,20 +412,21 @@ class VaceGenerator(FrameGenerator):
         return out
 
     def _depth_for(self, ctx: GenerationContext, image: torch.Tensor, render_depth: torch.Tensor, mask: torch.Tensor,
-                   estimate: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, H, W) depth: the render's where known, the depth backend's ``estimate`` (aligned) in the mask."""
+                   estimate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, H, W) depth: the render's where known, the depth backend's ``estimate`` (aligned) in the mask;
+        and (1, H, W) bool, True where it was extrapolated instead (no estimate: continued from the background)."""
         known = ~mask & (render_depth > 0)
         if not bool(mask.any()):
-            return render_depth
+            return render_depth, torch.zeros_like(mask)
         if estimate is not None and int(known.sum()) >= 64:
             est = estimate.to(render_depth)
             aligned = align_depth(est, render_depth, known)
             if aligned is not None:
-                return torch.where(known, render_depth, aligned)
+                return torch.where(known, render_depth, aligned), torch.zeros_like(mask)
         hole = ~known
         if bool(hole.all()):
-            return torch.full_like(render_depth, float(ctx.scene_depth))
-        return extend_depth_background(torch.where(known, render_depth, torch.zeros_like(render_depth)), hole)
+            return torch.full_like(render_depth, float(ctx.scene_depth)), hole
+        return extend_depth_background(torch.where(known, render_depth, torch.zeros_like(render_depth)), hole), hole
 
 
 def align_depth(estimate: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:

@@ -80,7 +80,8 @@ def add_generate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", type=Path, help="input image (PNG, JPEG, ...)")
-    src.add_argument("--example", type=Path, metavar="DIR", help="official example folder")
+    src.add_argument("--example", type=Path, metavar="DIR",
+                     help="official example folder, or a shipped example's name (bicycle, Kitchen, Landscape...)")
     src.add_argument("--scene", help="procedural scene name (see 'worldstereo scenes'); its start view is the input")
     src.add_argument("--panorama", type=Path, metavar="PATH",
                      help="360-degree equirectangular image (2:1), pano-bank folder, or example folder with pano_bank/")
@@ -183,10 +184,13 @@ def _read_inputs(args: argparse.Namespace) -> _Input:
     if args.example is not None:
         if args.camera is not None or args.preset is not None:
             raise CliError("--example uses the folder's own cameras; do not give --camera or --preset")
+        from worldstereo.examples import resolve_example
         from worldstereo.formats import read_example_folder
 
-        if not args.example.is_dir():
-            raise CliError(f"example folder not found: {str(args.example)!r}")
+        try:
+            args.example = resolve_example(args.example)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         if (args.example / "image.png").is_file():
             load_image(args.example / "image.png")  # same checks as --image (size limit before decoding)
         ex = read_example_folder(args.example)

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from worldstereo import trajectory
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.camera_files import read_camera_file
 from worldstereo.cli.common import CliError, add_device_argument, note, parse_size, positive_int
@@ -30,9 +29,12 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             "starts from the memories the round began with, and its frames join them, in plan order, before\n"
             "the next round. Default plans: a panorama walks out and back along --trajectories directions\n"
             "(default 4); an example folder runs its official paths (eloop, then up, right, left); a photo the\n"
-            "same moves as presets. --plan plan.json runs your own (format in the README; D/plan.json is the\n"
-            "plan that ran). A rerun with the same input and settings resumes where the last one stopped.\n\n"
-            "Outputs in D/world/: images/, depths/ (16-bit millimetres, 0 = unknown), transforms.json\n"
+            "same moves as presets. A round whose trajectories would invent content the others see is split\n"
+            "into successive rounds (a note says so). --plan plan.json runs your own as given (format in the\n"
+            "README; D/plan.json is the plan that ran). A rerun with the same input and settings resumes where\n"
+            "the last one stopped.\n\n"
+            "Outputs in D/world/: the input views and every frame whose pose is new: images/, depths/ (16-bit\n"
+            "millimetres, 0 = unknown or guessed), masks/ (0 where a fallback filled), transforms.json\n"
             "(nerfstudio), pointcloud.ply; D/world.json says what is done."
         ),
     )
@@ -40,7 +42,8 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     src.add_argument("--image", type=Path, help="input photo")
     src.add_argument("--panorama", type=Path, metavar="PATH",
                      help="360-degree equirectangular image (2:1), pano-bank folder, or example folder with pano_bank/")
-    src.add_argument("--example", type=Path, metavar="DIR", help="official example folder (its paths make the plan)")
+    src.add_argument("--example", type=Path, metavar="DIR",
+                     help="official example folder, or a shipped example's name (bicycle...): its paths make the plan")
     w.add_argument("--depth", type=Path, metavar="D", help="depth of --image (camera z) or --panorama (range per pixel)")
     w.add_argument("--plan", type=Path, metavar="PLAN", help="plan.json to run instead of the default plan")
     w.add_argument("--trajectories", type=positive_int, default=None, metavar="N",
@@ -91,11 +94,14 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
                 "depth": load_depth_for(args, image), "paths": [], "prompt": ""}
     if args.example is not None:
         from worldstereo.backends.vace import caption_from_prompt
+        from worldstereo.examples import resolve_example
         from worldstereo.formats import read_example_folder
         from worldstereo.panorama.files import find_bank_folder
 
-        if not args.example.is_dir():
-            raise CliError(f"example folder not found: {str(args.example)!r}")
+        try:
+            args.example = resolve_example(args.example)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         if find_bank_folder(args.example) is not None:
             args.panorama = args.example
             return _inputs(argparse.Namespace(**{**vars(args), "example": None}))
@@ -168,11 +174,8 @@ def world_command(args: argparse.Namespace) -> int:
         note(args, f"generator: {model.generator_message}")
         return model
 
-    def cameras_for(model: WorldStereo, t, frames: int) -> CameraParameters:
-        if t.preset is not None:
-            return trajectory.preset(t.preset, model.start_camera, frames, scene_depth=model.scene_depth, **t.params)
-        cams = read_camera_file(plan.camera_path(t), image_size=image_size).cameras
-        return subsample(cams, frames)
+    def read_cameras(t, frames: int) -> CameraParameters:
+        return subsample(read_camera_file(plan.camera_path(t), image_size=image_size).cameras, frames)
 
     executor = None
     if not args.no_ray and any(len(r) > 1 for r in plan.rounds):  # a round of one trajectory gains nothing from Ray
@@ -181,11 +184,12 @@ def world_command(args: argparse.Namespace) -> int:
         executor = ray_executor(connect(args.ray_address, args.workers), args.workers, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        summary = build_world(plan, args.out, fingerprint, make_model, cameras_for, progress=not args.quiet,
+        summary = build_world(plan, args.out, fingerprint, make_model, read_cameras, progress=not args.quiet,
                               log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)),
-                              executor=executor)
+                              executor=executor, split_rounds=args.plan is None)
     except WorldError as exc:
         raise CliError(str(exc)) from None
-    print(f"world: {summary.frames} frames, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
+    repeated = f" ({summary.skipped} repeating a pose left out)" if summary.skipped else ""
+    print(f"world: {summary.frames} frames{repeated}, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
           f"{summary.dataset / 'pointcloud.ply'}")
     return 0

@@ -16,7 +16,8 @@ Preset semantics, read from the official ``camera.json`` matrices (``assets/exam
   at the point ``D`` ahead of the start camera; the last pose equals the first.
 * ``look_around`` turns a full circle in place (to the right); ``walk`` turns by ``yaw`` degrees over the first
   third of the frames, then walks forward ``distance`` (default 0.5 x depth); ``out_and_back`` turns over the
-  first fifth, walks out ``distance`` (default 1 x depth) and back to where it began, still facing out. From a panorama's centre, where the
+  first fifth, walks out ``distance`` (default 1 x depth), makes a U-turn and walks back along a parallel line
+  facing home (no pose twice: a world's dataset gets no repeated camera). From a panorama's centre, where the
   depth is the panorama's median distance, these explore it; they work from a photo too.
 * ``motion_list`` strings ``<words>-phi<deg>-theta<deg>`` are orbits by ``(phi, theta)`` about the pivot on the
   current optical axis; the words (``pan_right``, ``rotation_left_up``, ``left``) do **not** decide the motion (the
@@ -184,26 +185,61 @@ def _walk_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, distance
     """Turn ``yaw`` degrees (right +) over the first third of the frames, then walk forward ``distance``
     (default 0.5 x depth) in the turned camera's frame."""
     d = 0.5 * start.depth if distance is None else float(distance)
-    turn_frames = n // 3 if yaw and n >= 3 else 0
-    turned = _pan(start, turn_frames + 1, yaw * scale, 0.0)
-    walked = _translate(_Start(turned[-1], start.axes, start.depth), n - turn_frames, np.array(_DIRECTIONS["forward"]), d * scale)
-    return np.concatenate([turned[:-1], walked])
+    turning, base = _turn(start, n // 3 if yaw and n >= 3 else 0, yaw * scale)
+    walked = _translate(_Start(base, start.axes, start.depth), n - len(turning), np.array(_DIRECTIONS["forward"]), d * scale)
+    return np.concatenate([turning, walked])
+
+
+def _turn(start: _Start, frames: int, yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` poses turning in place from the start towards ``yaw`` degrees, and the pose turned by ``yaw``
+    (with no frames to turn over, the path starts turned)."""
+    turned = _pan(start, max(frames, 1) + 1, yaw, 0.0)
+    return turned[:frames], turned[-1]
+
+
+#: width of ``out_and_back``'s U-turn, as a share of its ``distance``: the way back runs this far to the right
+HAIRPIN_WIDTH = 0.5
+
+
+def _leg_reaching(reach: float, r: float) -> float:
+    """Length ``L`` of a hairpin's straight legs whose U-turn (radius ``r``, to the right) reaches ``reach`` at most."""
+    a = np.linspace(0.0, math.pi, 721)
+
+    def farthest(length: float) -> float:
+        return float(np.hypot(length + r * np.sin(a), r * (1.0 - np.cos(a))).max())
+
+    lo, hi = 0.0, reach
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if farthest(mid) <= reach else (lo, mid)
+    return lo
 
 
 def _out_and_back_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, distance: float | None = None) -> np.ndarray:
-    """Turn ``yaw`` degrees over the first fifth of the frames, walk forward ``distance`` (default 1 x depth)
-    over the next two fifths, and back to where the walk began, still facing out, over the rest."""
+    """Turn ``yaw`` degrees over the first fifth of the frames, then a hairpin: walk forward ``distance``
+    (default 1 x depth), make a U-turn to the right (a half circle of diameter ``HAIRPIN_WIDTH x distance``)
+    and walk back along the parallel line, facing home, to beside where the walk began. Frames are spaced
+    evenly along the way; no pose comes twice, and the way back looks at what the way out had behind it."""
     d = (start.depth if distance is None else float(distance)) * scale
-    turn_frames = n // 5 if yaw and n >= 5 else 0
-    turned = _pan(start, turn_frames + 1, yaw * scale, 0.0)
-    base = _Start(turned[-1], start.axes, start.depth)
-    rest = n - turn_frames
-    out_frames = (rest + 1) // 2
-    forward = np.array(_DIRECTIONS["forward"])
-    out = _translate(base, out_frames, forward, d if out_frames > 1 else 0.0)
-    back = _translate(_Start(out[-1], start.axes, start.depth), rest - out_frames + 1, -forward,
-                      float(np.linalg.norm(out[-1][:3, 3] - base.C)))
-    return np.concatenate([turned[:-1], out, back[1:]])
+    turning, base = _turn(start, n // 5 if yaw and n >= 5 else 0, yaw * scale)
+    rest = n - len(turning)
+    r = 0.5 * HAIRPIN_WIDTH * d
+    d = _leg_reaching(d, r)  # the straight legs, so that the U-turn's farthest point is ``distance`` away
+    total = 2.0 * d + math.pi * r
+    f, right = base[:3, 2], base[:3, 0]
+    out = np.tile(base, (rest, 1, 1))
+    for k, s in enumerate(_fractions(rest)):
+        along = s * total
+        if along <= d:  # out
+            pos, heading = base[:3, 3] + along * f, 0.0
+        elif along <= d + math.pi * r:  # the U-turn, turning right
+            a = (along - d) / r
+            pos, heading = base[:3, 3] + d * f + r * right + r * (-math.cos(a) * right + math.sin(a) * f), math.degrees(a)
+        else:  # back, facing home
+            pos, heading = base[:3, 3] + (total - along) * f + 2.0 * r * right, 180.0
+        out[k, :3, :3] = _world_rotation(start.axes, heading, 0.0) @ base[:3, :3]
+        out[k, :3, 3] = pos
+    return np.concatenate([turning, out])
 
 
 def _orbit_generic(start: _Start, n: int, scale: float, phi: float = 0.0, theta: float = 0.0, pivot: Any = None):
@@ -246,7 +282,8 @@ PRESETS: dict[str, _PresetSpec] = {
     ),
     "walk": _PresetSpec(_walk_preset, "turn by yaw degrees, then walk forward (default 0.5 x depth)",
                         {"yaw": 0.0, "distance": None}),
-    "out_and_back": _PresetSpec(_out_and_back_preset, "turn by yaw degrees, walk out (default 1 x depth) and back",
+    "out_and_back": _PresetSpec(_out_and_back_preset, "turn by yaw degrees, walk out (default 1 x depth), U-turn, "
+                                "walk back beside the way out, facing home",
                                 {"yaw": 0.0, "distance": None}),
     "aerial": _PresetSpec(_aerial_preset, "rise and pitch down, then yaw", {"height": None, "pitch": 30.0, "yaw": 90.0}),
 }

@@ -17,21 +17,35 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from worldstereo.atomic import write_text_atomic
-from worldstereo.camera import CameraParameters, opencv_to_opengl
+from worldstereo.camera import CameraParameters, opencv_to_opengl, opengl_to_opencv
 from worldstereo.formats import write_point_cloud
 
-__all__ = ["DEPTH_UNIT", "POINT_BUDGET", "frame_entry", "voxel_downsample", "write_point_cloud_budget", "write_transforms"]
+__all__ = [
+    "DEPTH_UNIT",
+    "INPUT_GROUPS",
+    "POINT_BUDGET",
+    "DatasetFrame",
+    "frame_entry",
+    "read_dataset",
+    "voxel_downsample",
+    "write_point_cloud_budget",
+    "write_transforms",
+]
 
 #: most points of the exported cloud
 POINT_BUDGET = 2_000_000
 #: scene units per depth PNG count (millimetres: :data:`worldstereo.exports.DEPTH_PNG_SCALE` counts per unit)
 DEPTH_UNIT = 0.001
+#: file-name groups of the input views (``input_000``; a panorama's or posed views' ``view_NNNN``), not generated
+INPUT_GROUPS = ("input", "view")
+_INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 
 def voxel_downsample(points: torch.Tensor, colors: torch.Tensor, voxel: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,17 +87,67 @@ def frame_entry(file_path: str, depth_path: str, camera: CameraParameters) -> di
 
 
 def write_transforms(path: str | os.PathLike, frames: list[dict[str, Any]], ply_file: str) -> Path:
-    """Write ``transforms.json``: the first frame's intrinsics shared, repeated only in frames that differ."""
+    """Write ``transforms.json``: intrinsics at the top level when every frame shares them, else in every frame.
+
+    (nerfstudio's parser reads per-frame intrinsics only where the top level has none.)
+    """
     if not frames:
         raise ValueError("a dataset needs at least one frame")
-    keys = ("fl_x", "fl_y", "cx", "cy", "w", "h")
-    shared = {k: frames[0][k] for k in keys}
-    out_frames = []
-    for f in frames:
-        item = {k: v for k, v in f.items() if k not in keys}
-        if any(not math.isclose(f[k], shared[k], rel_tol=1e-6) for k in keys):
-            item.update({k: f[k] for k in keys})
-        out_frames.append(item)
-    data = {"camera_model": "OPENCV", **shared, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
+    shared = {k: frames[0][k] for k in _INTRINSICS}
+    same = all(math.isclose(f[k], shared[k], rel_tol=1e-6) for f in frames for k in _INTRINSICS)
+    out_frames = [{k: v for k, v in f.items() if not (same and k in _INTRINSICS)} for f in frames]
+    data = {"camera_model": "OPENCV", **(shared if same else {}), "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
             "depth_unit_scale_factor": DEPTH_UNIT, "ply_file_path": ply_file, "frames": out_frames}
     return write_text_atomic(Path(path), json.dumps(data, indent=1) + "\n")
+
+
+@dataclass(frozen=True)
+class DatasetFrame:
+    """One frame of a dataset as a trainer reads it.
+
+    Attributes:
+        stem: the file name without suffix (``left_004``, ``input_000``, ``view_0003``).
+        group: the trajectory (or input group) it belongs to: the stem without its ``_NNN`` counter.
+        image_path, depth_path, mask_path: its files (depth and mask None where the dataset has none).
+        camera: its camera (B = 1): world-to-camera in OpenCV axes, pixel intrinsics, its own size.
+    """
+
+    stem: str
+    group: str
+    image_path: Path
+    depth_path: Path | None
+    mask_path: Path | None
+    camera: CameraParameters
+
+
+def read_dataset(folder: str | os.PathLike) -> list[DatasetFrame]:
+    """The frames of a dataset folder's ``transforms.json`` (shared or per-frame intrinsics), in file order.
+
+    Raises:
+        ValueError: no readable ``transforms.json``, or a frame without a pose or intrinsics.
+    """
+    from worldstereo.formats import read_json_file
+
+    root = Path(folder)
+    data = read_json_file(root / "transforms.json", 64 * 2**20, "transforms.json")
+    if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
+        raise ValueError("transforms.json: expected an object with a 'frames' list")
+    out = []
+    for i, f in enumerate(data["frames"]):
+        try:
+            vals = {k: float(f[k]) if k in f else float(data[k]) for k in _INTRINSICS}
+            c2w = torch.tensor(f["transform_matrix"], dtype=torch.float64)
+            file_path = root / f["file_path"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"transforms.json frame {i}: missing or bad {exc}") from None
+        if c2w.shape != (4, 4):
+            raise ValueError(f"transforms.json frame {i}: transform_matrix must be 4x4")
+        K = torch.tensor([[vals["fl_x"], 0, vals["cx"]], [0, vals["fl_y"], vals["cy"]], [0, 0, 1]], dtype=torch.float64)
+        w2c = torch.linalg.inv(opengl_to_opencv(c2w))
+        stem = Path(f["file_path"]).stem
+        group = stem.rsplit("_", 1)[0] if "_" in stem else stem
+        depth = root / f["depth_file_path"] if "depth_file_path" in f else None
+        mask = root / f["mask_path"] if "mask_path" in f else None
+        out.append(DatasetFrame(stem, group, file_path, depth, mask,
+                                CameraParameters(K.unsqueeze(0), w2c.unsqueeze(0), int(vals["w"]), int(vals["h"]))))
+    return out

@@ -13,11 +13,16 @@
       ]
     }
 
-A trajectory is a preset of :mod:`worldstereo.trajectory` with its parameters (in units of the
-start's scene depth, as the CLI's ``--preset-param``), or a camera file (an official ``camera.json``
-or a nerfstudio ``camera_path.json``; a relative path is read from the plan's folder). Names are
-unique and made of letters, digits, ``_`` and ``-`` (they name output files). Frames per trajectory
-are bounded as paths are (:data:`~worldstereo.limits.MAX_PATH_FRAMES`).
+A trajectory is a preset of :mod:`worldstereo.trajectory` with its parameters, or a camera file (an
+official ``camera.json`` or a nerfstudio ``camera_path.json``; a relative path is read from the plan's
+folder). A plan is meant for any input, so its lengths (``distance``, ``height``) are in units of the
+start's scene depth (a panorama's median distance, a photo's median depth): ``"distance": 1.0`` walks
+as far as the scene is deep, whatever its units. Angles are in degrees, ``rx``/``ry`` already relative.
+(The CLI's ``--preset-param`` passes lengths in scene units, as the library's presets take them.)
+
+Names are unique and made of letters, digits, ``_`` and ``-`` (they name output files); ``input`` and
+``view`` are taken by the input views. Frames per trajectory are bounded as paths are
+(:data:`~worldstereo.limits.MAX_PATH_FRAMES`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 from worldstereo import trajectory
 from worldstereo.atomic import write_text_atomic
+from worldstereo.camera import CameraParameters
 from worldstereo.formats import read_json_file
 from worldstereo.limits import MAX_PATH_FRAMES
 
@@ -53,6 +59,10 @@ MAX_PLAN_BYTES = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the reference order of an example's official paths
 OFFICIAL_ORDER = ("eloop", "up", "right", "left")
+#: preset parameters that are lengths: a plan gives them in units of the scene depth
+LENGTH_PARAMS = ("distance", "height")
+#: names of the input views' files (``input_000``, ``view_0000``...), not free for trajectories
+RESERVED_NAMES = ("input", "view")
 
 
 class PlanError(ValueError):
@@ -114,6 +124,13 @@ class WorldPlan:
 
     def frames_of(self, t: Trajectory) -> int:
         return t.frames if t.frames is not None else self.frames
+
+    def preset_cameras(self, t: Trajectory, start_camera: CameraParameters, scene_depth: float) -> CameraParameters:
+        """The cameras of preset trajectory ``t`` from ``start_camera``: its lengths times ``scene_depth``."""
+        if t.preset is None:
+            raise ValueError(f"trajectory {t.name!r} is a camera file, not a preset")
+        params = {k: v * scene_depth if k in LENGTH_PARAMS else v for k, v in t.params.items()}
+        return trajectory.preset(t.preset, start_camera, self.frames_of(t), scene_depth=scene_depth, **params)
 
     def camera_path(self, t: Trajectory) -> Path:
         """Where trajectory ``t``'s camera file is."""
@@ -207,6 +224,8 @@ def validate(plan: WorldPlan) -> None:
             raise PlanError(f"trajectory name {t.name!r} must be 1-64 letters, digits, '_' or '-'")
         if t.name in seen:
             raise PlanError(f"trajectory name {t.name!r} is used twice")
+        if t.name in RESERVED_NAMES:
+            raise PlanError(f"trajectory name {t.name!r} is taken by the input views' files; choose another")
         seen.add(t.name)
         if (t.preset is None) == (t.camera is None):
             raise PlanError(f"trajectory {t.name!r} needs exactly one of 'preset' and 'camera'")
@@ -228,7 +247,7 @@ def validate(plan: WorldPlan) -> None:
 def panorama_plan(directions: int = 4, frames: int = 21, distance: float = 1.0) -> WorldPlan:
     """From a panorama's centre: a walk out and back along ``directions`` directions, evenly spread (one round).
 
-    ``distance`` is in units of the panorama's median distance.
+    ``distance`` is in units of the panorama's median distance (the scene depth of a panorama start).
     """
     if isinstance(directions, bool) or not isinstance(directions, int) or not 1 <= directions <= MAX_PLAN_TRAJECTORIES:
         raise PlanError(f"directions must be an integer from 1 to {MAX_PLAN_TRAJECTORIES}, got {directions!r}")
