@@ -68,3 +68,54 @@ def time_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> floa
             torch.cuda.synchronize()
         samples.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(samples)
+
+
+@dataclass(frozen=True)
+class TreeRun:
+    """A command run with its whole process tree watched.
+
+    Attributes:
+        seconds: wall time.
+        peak_pss_mb: the largest sum of the tree's proportional set sizes seen (memory shared between processes,
+            Ray's object store for one, counted once).
+        peak_rss_mb: the largest sum of resident set sizes seen (shared memory counted in every process).
+        processes: the most processes seen at once.
+        returncode: the command's exit status.
+    """
+
+    seconds: float
+    peak_pss_mb: float
+    peak_rss_mb: float
+    processes: int
+    returncode: int
+
+
+def run_tree(cmd: list[str], interval: float = 0.2, env: dict[str, str] | None = None, **popen: object) -> TreeRun:
+    """Run ``cmd`` and sample the memory of it and every descendant (Ray's raylet, GCS and workers included) every
+    ``interval`` seconds until it exits."""
+    import subprocess
+
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, **popen)  # noqa: S603 - the benchmark's own command
+    peak_pss = peak_rss = 0.0
+    most = 0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        pss = rss = 0
+        procs = [root]
+        try:
+            procs += root.children(recursive=True)
+        except psutil.Error:
+            pass
+        for p in procs:
+            try:
+                info = p.memory_full_info()
+            except psutil.Error:
+                continue
+            pss += getattr(info, "pss", info.rss)
+            rss += info.rss
+        peak_pss, peak_rss, most = max(peak_pss, pss / 2**20), max(peak_rss, rss / 2**20), max(most, len(procs))
+        time.sleep(interval)
+    return TreeRun(time.perf_counter() - t0, peak_pss, peak_rss, most, proc.returncode)

@@ -45,7 +45,8 @@ class ConsistencyFigures:
 
     Attributes:
         pairs: ordered pairs of frames that overlap.
-        colour_difference: median |RGB difference| (1/255) where the two frames' depths agree.
+        colour_difference: median |RGB difference| (1/255, mean over the channels) where the two frames' depths agree.
+        colour_mean: the mean of the same.
         floating_share: share of overlapping pixels more than the tolerance in front of the other frame's surface.
         floating_p90, floating_max: the 90th percentile and the maximum of the floating share over the pairs.
         agreeing_pixels: pixels behind ``colour_difference``; overlapping_pixels: behind ``floating_share``.
@@ -53,6 +54,7 @@ class ConsistencyFigures:
 
     pairs: int = 0
     colour_difference: float = float("nan")
+    colour_mean: float = float("nan")
     floating_share: float = float("nan")
     floating_p90: float = float("nan")
     floating_max: float = float("nan")
@@ -76,8 +78,8 @@ class DatasetConsistency:
         out = [f"{self.frames} frames"]
         for kind in ("within", "across", "views"):
             f: ConsistencyFigures = getattr(self, kind)
-            out.append(f"{kind:>6}: {f.pairs:5d} pairs, colour difference {f.colour_difference:6.2f}/255 where depths "
-                       f"agree, {100 * f.floating_share:5.2f}% floating in front of the other frame's surface "
+            out.append(f"{kind:>6}: {f.pairs:5d} pairs, colour difference {f.colour_difference:5.2f}/255 (mean "
+                       f"{f.colour_mean:5.2f}) where depths agree, {100 * f.floating_share:5.2f}% floating in front of the other frame's surface "
                        f"(per pair: 90th percentile {100 * f.floating_p90:5.2f}%, max {100 * f.floating_max:5.2f}%)")
         return out
 
@@ -175,7 +177,7 @@ def dataset_consistency(folder: str | Path, stride: int = 2, depth_tolerance: fl
     for kind, (diffs, shares, floating, overlap) in pools.items():
         every = torch.cat(diffs) if diffs else torch.zeros(0)
         setattr(out, kind, ConsistencyFigures(
-            len(shares), float(every.median()) if every.numel() else nan,
+            len(shares), float(every.median()) if every.numel() else nan, float(every.mean()) if every.numel() else nan,
             floating[0] / overlap[0] if overlap[0] else nan,
             float(np.percentile(shares, 90)) if shares else nan, max(shares, default=nan),
             int(every.numel()), overlap[0]))

@@ -16,8 +16,8 @@ Preset semantics, read from the official ``camera.json`` matrices (``assets/exam
   at the point ``D`` ahead of the start camera; the last pose equals the first.
 * ``look_around`` turns a full circle in place (to the right); ``walk`` turns by ``yaw`` degrees over the first
   third of the frames, then walks forward ``distance`` (default 0.5 x depth); ``out_and_back`` turns over the
-  first fifth, walks out ``distance`` (default 1 x depth), makes a U-turn and walks back along a parallel line
-  facing home (no pose twice: a world's dataset gets no repeated camera). From a panorama's centre, where the
+  first fifth, walks out ``distance`` (default 1 x depth), rounds a half circle and walks back along a parallel
+  line, still facing out (no pose twice: a world's dataset gets no repeated camera). From a panorama's centre, where the
   depth is the panorama's median distance, these explore it; they work from a photo too.
 * ``motion_list`` strings ``<words>-phi<deg>-theta<deg>`` are orbits by ``(phi, theta)`` about the pivot on the
   current optical axis; the words (``pan_right``, ``rotation_left_up``, ``left``) do **not** decide the motion (the
@@ -216,10 +216,12 @@ def _leg_reaching(reach: float, r: float) -> float:
 
 
 def _out_and_back_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, distance: float | None = None) -> np.ndarray:
-    """Turn ``yaw`` degrees over the first fifth of the frames, then a hairpin: walk forward ``distance``
-    (default 1 x depth), make a U-turn to the right (a half circle of diameter ``HAIRPIN_WIDTH x distance``)
-    and walk back along the parallel line, facing home, to beside where the walk began. Frames are spaced
-    evenly along the way; no pose comes twice, and the way back looks at what the way out had behind it."""
+    """Turn ``yaw`` degrees over the first fifth of the frames, then a hairpin, still facing out: walk forward
+    ``distance`` (default 1 x depth), round a half circle of diameter ``HAIRPIN_WIDTH x distance`` to the right
+    and walk back along that parallel line to beside where the walk began. Frames are spaced evenly along the
+    way, so no pose comes twice (a world's dataset gets no repeated camera), and the way back sees the way
+    out's view with a new baseline. It keeps facing out: turned home, the walks of a panorama world would look
+    across the room at what the others invent, and could no longer run side by side in one round."""
     d = (start.depth if distance is None else float(distance)) * scale
     turning, base = _turn(start, n // 5 if yaw and n >= 5 else 0, yaw * scale)
     rest = n - len(turning)
@@ -231,13 +233,12 @@ def _out_and_back_preset(start: _Start, n: int, scale: float, yaw: float = 0.0, 
     for k, s in enumerate(_fractions(rest)):
         along = s * total
         if along <= d:  # out
-            pos, heading = base[:3, 3] + along * f, 0.0
-        elif along <= d + math.pi * r:  # the U-turn, turning right
+            pos = base[:3, 3] + along * f
+        elif along <= d + math.pi * r:  # round the half circle, to the right
             a = (along - d) / r
-            pos, heading = base[:3, 3] + d * f + r * right + r * (-math.cos(a) * right + math.sin(a) * f), math.degrees(a)
-        else:  # back, facing home
-            pos, heading = base[:3, 3] + (total - along) * f + 2.0 * r * right, 180.0
-        out[k, :3, :3] = _world_rotation(start.axes, heading, 0.0) @ base[:3, :3]
+            pos = base[:3, 3] + d * f + r * right + r * (-math.cos(a) * right + math.sin(a) * f)
+        else:  # back along the parallel line
+            pos = base[:3, 3] + (total - along) * f + 2.0 * r * right
         out[k, :3, 3] = pos
     return np.concatenate([turning, out])
 
@@ -282,8 +283,8 @@ PRESETS: dict[str, _PresetSpec] = {
     ),
     "walk": _PresetSpec(_walk_preset, "turn by yaw degrees, then walk forward (default 0.5 x depth)",
                         {"yaw": 0.0, "distance": None}),
-    "out_and_back": _PresetSpec(_out_and_back_preset, "turn by yaw degrees, walk out (default 1 x depth), U-turn, "
-                                "walk back beside the way out, facing home",
+    "out_and_back": _PresetSpec(_out_and_back_preset, "turn by yaw degrees, walk out (default 1 x depth) and back "
+                                "along a parallel line, facing out",
                                 {"yaw": 0.0, "distance": None}),
     "aerial": _PresetSpec(_aerial_preset, "rise and pitch down, then yaw", {"height": None, "pitch": 30.0, "yaw": 90.0}),
 }
