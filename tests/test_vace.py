@@ -24,7 +24,7 @@ from worldstereo.model import WorldStereo, WorldStereoConfig  # noqa: E402
 from worldstereo.scenes import get_scene  # noqa: E402
 
 TEXT_DIM = 32
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "worldstereo-examples"
+DATA = Path(__file__).resolve().parents[1] / "assets" / "examples"  # the official examples, shipped with the app
 
 
 def tiny_text_parts():
