@@ -135,7 +135,8 @@ def test_step_records(small_room):
     # attended entries belong to the reported frames, and weights are a (sub-)distribution
     assert torch.equal(model.ssm.entry_frames[att.top_entries[ok]], att.top_frames[ok])
     assert bool((att.top_weights.sum(1) <= 1 + 1e-4).all())
-    assert set(att.frame_weights) <= set(s.references) | {0}
+    # pixels came from attended views; what was attended is stored keyframes (the path's own among them)
+    assert set(s.references) <= set(att.frame_weights) <= {k.frame_id for k in model.keyframes}
     assert {"render", "ssm", "inpaint", "update", "total"} <= set(s.timings)
     assert steps[-1].memory.points_total == model.ggm.num_points
     img8 = s.image_uint8()
@@ -349,3 +350,19 @@ def test_filled_surface_enters_the_ggm_as_generated_points(small_room):
     added = conf[n0:]
     assert added.numel() == sum(s.memory.points_added for s in steps) > 0
     assert bool((added < OBSERVED_CONFIDENCE).all())  # inpainted surface: generated
+
+
+def test_a_first_path_attends_to_its_own_earlier_keyframes():
+    """warp retrieves again as keyframes are stored: after its third keyframe, every frame of the first path of an
+    orbit spreads its attention over at least two keyframes (not only the input view)."""
+    view = get_scene("room").start_view(128, 96)
+    model = WorldStereo(WorldStereoConfig(width=128, height=96, generator="warp", fill="telea"))
+    model.start(view.image, view.depth, view.camera)
+    steps = list(model.generate("orbit_right", num_frames=13))
+    third = [s.frame_index for s in steps if s.is_keyframe][2]
+    later = [s for s in steps if s.frame_index > third]
+    assert later
+    for s in later:
+        attended = {fid for fid, w in s.attention.frame_weights.items() if float(w.sum()) > 0}
+        assert len(attended) >= 2, (s.frame_index, attended)
+        assert attended - {0}, s.frame_index  # a keyframe of this path among them
