@@ -8,71 +8,28 @@ to a temporary folder: a test run never changes the repository.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
+if not Path("/usr/bin/chromium").exists():
     pytest.skip("needs /usr/bin/chromium", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from app_harness import running_app  # noqa: E402
+from browser_helpers import (  # noqa: E402
+    ARGS,
+    CHROMIUM,
+    colourful_pixels,
+    element_shot,
+    save_small,
+    screen_position,
+    status_has,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-SHOTS = Path(os.environ["WORLDSTEREO_SCREENSHOTS"]) if os.environ.get("WORLDSTEREO_SCREENSHOTS") else None
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def colourful_pixels(png: bytes) -> int:
-    """Pixels with a saturated colour (textures of the scene; the empty viewport is white and grey)."""
-    import io
-
-    from PIL import Image
-
-    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
-    return int(((a.max(axis=2) - a.min(axis=2)) > 40).sum())
-
-
-def save_small(png: bytes, name: str, folder: Path, width: int = 960) -> None:
-    import io
-
-    from PIL import Image
-
-    im = Image.open(io.BytesIO(png)).convert("RGB")
-    if im.width > width:
-        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
-    folder = SHOTS or folder
-    folder.mkdir(parents=True, exist_ok=True)
-    im.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(folder / name, optimize=True)
-
-
-def screen_position(viewport, point: np.ndarray, width: float, height: float) -> tuple[float, float]:
-    """Where world ``point`` appears on the viewer's canvas (CSS pixels): viser's client camera is OpenCV-like
-    (x right, y down, z forward; ``fov`` vertical), its pose camera-to-world."""
-    T, fov = viewport.client_view()
-    p = np.linalg.inv(T) @ np.append(point, 1.0)
-    assert p[2] > 0, "the point is behind the viewer's camera"
-    f = 0.5 * height / np.tan(0.5 * fov)
-    return width / 2 + f * p[0] / p[2], height / 2 + f * p[1] / p[2]
-
-
-def element_shot(page, locator) -> bytes:
-    """PNG of what the page shows inside ``locator``'s box, at once (``locator.screenshot`` first waits until the
-    element's box is unchanged over two animation frames, which a busy machine's Gradio page may not reach
-    in 30 s while its timer refreshes the page)."""
-    box = locator.bounding_box()
-    return page.screenshot(clip={"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]})
-
-
-def status_has(page, elem: str, text: str, timeout: float = 120_000) -> None:
-    page.wait_for_function(f"(document.querySelector('#{elem}')?.innerText || '').includes({text!r})", timeout=timeout)
 
 
 def test_first_minute_route(tmp_path):
@@ -160,7 +117,7 @@ def test_first_minute_route(tmp_path):
             assert "attended to" in page.inner_text("#ws-att-msg")
             assert session.viewport.attention_lines > 0
             eye, point = session.viewport.client_view()[0][:3, 3], session._last_attention.point
-            session.viewport.set_view(point + 0.3 * (eye - point), point)  # closer, for the README's picture
+            session.viewport.set_view(point + 0.6 * (eye - point), point)  # closer, for the README's picture
             page.locator("#ws-att-heat").wait_for(state="visible", timeout=10_000)
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(1500)

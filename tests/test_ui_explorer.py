@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -354,3 +355,27 @@ def test_build_world_runs_the_default_plan_and_offers_the_dataset_zip(manager):
     assert {"world/transforms.json", "world/pointcloud.ply", "world/images/input_000.png", "world/depths/left_002.png",
             "world/masks/left_002.png"} <= names
     assert len(data["frames"]) == 8 and s.model.ggm.num_points >= before and s.model.frame_counter == 13
+    # Prepare downloads afterwards: the world's zip stays in the list, beside the prepared files
+    s.export()
+    names = [Path(f).name for f in s.downloads()]
+    assert names[-2:] == ["memory_snapshot.zip", "world_dataset.zip"] and "pointcloud.ply" in names
+
+
+def test_a_panorama_is_named_as_in_the_gallery_and_shown_without_frames_in_front(manager):
+    from ui.samples import PANORAMA_PREFIX, display_name, load_sample, sample_caption
+
+    s = manager.get("a")
+    summary = s.load(load_sample(PANORAMA_PREFIX + "room", 256, 192), "256x192")
+    assert display_name(summary.label) == sample_caption(PANORAMA_PREFIX + "room") == "Room 360*"
+    assert "Loaded **Room 360***" in summary.message and "panorama: room" not in summary.message
+    # from its centre, frames would sit right in front of the viewer: the switch starts off
+    assert not s.viewport.frames_visible
+    assert all(not h.visible for h in s.viewport._frustums.values())
+    # the cloud is drawn with points as large as their spacing, so that it reads as surfaces from inside
+    from ui.viewport import POINT_SPACING_FACTOR, point_spacing
+
+    cloud = s.model.ggm.point_cloud[:: max(1, s.model.ggm.num_points // 300_000)].numpy()
+    assert s.viewport.point_size >= 0.8 * POINT_SPACING_FACTOR * point_spacing(cloud)
+    # a photo's frames are on again
+    s.load(bundle(), "256x192")
+    assert s.viewport.frames_visible

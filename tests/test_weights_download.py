@@ -25,6 +25,17 @@ pytest.importorskip("moge")
 CPU_REPO = MOGE_DEFAULT_REPOS["cpu"]
 
 
+@pytest.fixture(autouse=True)
+def _no_backoff_waits(monkeypatch):
+    """huggingface_hub retries a 500 or a time-out up to five times with 1-8 s of back-off between (23 s for a 500):
+    the same requests are made here, without the waits."""
+    import types
+
+    from huggingface_hub.utils import _http
+
+    monkeypatch.setattr(_http, "time", types.SimpleNamespace(sleep=lambda _s: None))
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint() -> tuple[bytes, torch.nn.Module]:
     """(bytes of model.pt, the model it holds): MoGe-2's layout, random weights, valid focal sign."""

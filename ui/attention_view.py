@@ -98,18 +98,38 @@ def bank_weights(att: PixelAttention, frame_ids: list[int], grid: tuple[int, int
     return out
 
 
+#: the overlay shades the fewest patches that hold this share of a frame's attention on a keyframe
+SHADED_SHARE = 0.5
+#: colour and opacity of the shading (the keyframe shows through at full contrast elsewhere)
+SHADE_COLOR = np.array([255, 190, 0], np.float32)
+SHADE_ALPHA = 0.4
+
+
+def top_patches(mass: np.ndarray, share: float = SHADED_SHARE) -> np.ndarray:
+    """(rows, cols) bool: the fewest patches, heaviest first, whose attention ``mass`` (rows, cols) adds up to ``share``
+    of its total. A focused attention shades a few patches; one spread evenly over the keyframe, about ``share`` of
+    them; nothing when the total is 0."""
+    m = np.asarray(mass, dtype=np.float64)
+    out = np.zeros(m.shape, dtype=bool)
+    total = float(m.sum())
+    if total <= 0:
+        return out
+    order = np.argsort(-m, axis=None, kind="stable")
+    need = int(np.searchsorted(np.cumsum(m.ravel()[order]), share * total)) + 1
+    out.ravel()[order[:need]] = True
+    return out & (m > 0)
+
+
 def keyframe_overlay(keyframe: MemoryKeyframe, heat: torch.Tensor | None, att: PixelAttention | None) -> np.ndarray:
-    """(H, W, 3) uint8 keyframe image with the frame's attention mass ``heat`` (rows, cols) as a colour wash and
-    the patches ``att`` attended to in this keyframe as boxes (line width and colour by weight)."""
+    """(H, W, 3) uint8 keyframe image, whole: the patches holding half of the frame's attention mass ``heat``
+    (rows, cols) on it shaded (:func:`top_patches`), and the patches ``att`` attended to in this keyframe as boxes
+    (line width and colour by weight). Pixels outside both are the keyframe's own."""
     img = (keyframe.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
     h, w = img.shape[:2]
     out = img.copy()
-    if heat is not None and float(heat.max()) > 0:
-        hm = (heat / heat.max()).float().numpy()
-        hm = cv2.resize(hm, (w, h), interpolation=cv2.INTER_NEAREST)
-        col = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
-        alpha = (0.6 * hm)[:, :, None]
-        out = (out * (1 - alpha) + col * alpha).astype(np.uint8)
+    if heat is not None and float(heat.sum()) > 0:
+        shade = cv2.resize(top_patches(heat.float().numpy()).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        out[shade] = ((1 - SHADE_ALPHA) * out[shade] + SHADE_ALPHA * SHADE_COLOR).astype(np.uint8)
     if att is not None:
         sel = att.frames == keyframe.frame_id
         if sel.any():

@@ -14,6 +14,10 @@ WORKING_SIZES: dict[str, tuple[int, int]] = {
     "512x384": (512, 384),
 }
 """Working sizes offered in the page (multiples of the 16-pixel SSM patch)."""
+KEYFRAMES_PER_MEMORY = 32
+"""The SSM of a session holds this many keyframes' tokens (``memory_size = 32 x tokens per frame``)."""
+PANORAMA_VIEWS = 29
+"""Views a panorama start stores as keyframes (the 27-view bank and the poles)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -46,7 +50,7 @@ class AppConfig:
     reaper_interval_s: float = 30.0
     """How often the reaper looks for idle sessions."""
     max_upload_mb: int = 25
-    """Largest accepted upload in MB (images, depth maps, camera files)."""
+    """Largest accepted upload in MB (images, depth maps, camera files); snapshots: :attr:`snapshot_upload_mb`."""
     max_view_points: int = 300_000
     """Points the viewport shows at most (a random subset; the memory keeps all of them)."""
     max_frames: int = 49
@@ -65,6 +69,23 @@ class AppConfig:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self.temp_root = Path(self.temp_root)
+
+    @property
+    def snapshot_upload_mb(self) -> int:
+        """Largest accepted memory snapshot in MB: the most the app can write (``worldstereo.snapshot.
+        snapshot_bytes_bound`` at the largest working size, a panorama's enlarged SSM and all its keyframes, the
+        GGM full), so that every snapshot from the Downloads loads again."""
+        import math
+
+        from worldstereo.config import WorldStereoConfig
+        from worldstereo.snapshot import snapshot_bytes_bound
+
+        w, h = max(WORKING_SIZES.values())
+        tokens = (w // 16) * (h // 16)
+        keyframes = PANORAMA_VIEWS + 2 * WorldStereoConfig.keyframes_per_clip  # what a panorama start enlarges it to
+        config = WorldStereoConfig(width=w, height=h, memory_size=max(KEYFRAMES_PER_MEMORY, keyframes) * tokens)
+        bound = snapshot_bytes_bound(config, max(KEYFRAMES_PER_MEMORY, keyframes), path_frames=self.max_frames)
+        return max(self.max_upload_mb, math.ceil(bound / 2**20))
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> AppConfig:

@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from ui import path_editor as pe
-from ui.config import WORKING_SIZES, AppConfig
+from ui.config import KEYFRAMES_PER_MEMORY, WORKING_SIZES, AppConfig
 from ui.engine_status import EngineStatus
 from ui.exports import ExportFiles, export_all
 from ui.plots import StatsPoint
-from ui.samples import InputBundle
+from ui.samples import InputBundle, display_name
 from ui.session_attention import AttentionQueries
 from ui.session_records import (
     AttentionResult,
@@ -65,7 +65,9 @@ def default_generator() -> str:
     return "vace" if torch.cuda.is_available() else "warp"
 
 
-KEYFRAMES_PER_MEMORY = 32
+#: the files of the Downloads, in the order the page lists them (``ui.exports``, ``ui.session_world``)
+DOWNLOAD_NAMES = ("video.mp4", "pointcloud.ply", "pointcloud.glb", "cameras.json", "camera_path.json",
+                  "memory_snapshot.zip", "world_dataset.zip")
 
 
 @dataclass
@@ -163,7 +165,7 @@ class Session(AttentionQueries, WorldBuilding):
                                    align_to=align_to)
             self._install(model, bundle)
         what = f"as a **panorama** ({info.num_views} views)" if info.kind == "panorama" else ""
-        msg = (f"Loaded **{bundle.label}** {what} at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
+        msg = (f"Loaded **{display_name(bundle.label)}** {what} at {w}x{h}: {info.num_points:,} points. {depth_status(info)} "
                f"Generator: {model.generator_message}.").replace("  ", " ")
         if info.kind == "panorama":
             msg += (" Looking around from the centre is exact at any depth; moving away from it needs real depth"
@@ -185,6 +187,7 @@ class Session(AttentionQueries, WorldBuilding):
         preset = "look_around" if panorama else "eloop" if scene_mode else "orbit_right"
         self.editor = pe.PathEditorState(preset=preset, amount=1.0 if panorama else 0.33 if scene_mode else 0.25)
         vp = self.viewport
+        vp.set_frames_visible(not panorama)  # from a panorama's centre, frames would sit right in front of the viewer
         vp.reset(model.start_camera, uint8_image(model.start_image), model.scene_depth, self._up_direction())
         vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
         if panorama:
@@ -467,6 +470,11 @@ class Session(AttentionQueries, WorldBuilding):
         model = self._require_model()
         with self._exclusive():
             return export_all(self.directory / "downloads", model, [r.image for r in self.frames])
+
+    def downloads(self) -> list[str]:
+        """What the Downloads offer now, in a fixed order: the prepared files and a built world's dataset zip."""
+        d = self.directory / "downloads"
+        return [str(d / n) for n in DOWNLOAD_NAMES if (d / n).is_file()]
 
     # ------------------------------------------------------------------ attention
     def frame(self, frame_id: int | None) -> FrameRecord:

@@ -62,6 +62,8 @@ def export_all(directory: str | Path, model: WorldStereo, frames: Sequence[np.nd
     """Write every download of the current exploration into ``directory``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    for stale in ("video.mp4", "cameras.json", "camera_path.json"):  # an earlier export's, when there is none now
+        (d / stale).unlink(missing_ok=True)
     video = write_video(d / "video.mp4", frames) if frames else None
     pts = model.ggm.point_cloud.float()
     cols = model.ggm.point_colors.float().clamp(0, 1)

@@ -19,8 +19,7 @@ from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, St
 from ui.path_editor import read_path_file
 from ui.samples import (
     DEFAULT_SAMPLE,
-    EXAMPLE_PREFIX,
-    SCENE_PREFIX,
+    display_name,
     list_samples,
     load_sample,
     load_upload,
@@ -47,14 +46,24 @@ The line at the top always says which depth, generator, fill and device run, and
 
 VIEWPORT_HEIGHT = 560
 
-#: the engine line stays in view while the page scrolls; the viewport takes the column's width
+#: the engine line stays in view while the page scrolls (what is scrolled to stops below it); the viewport takes the
+#: column's width; the frames strip wraps inside its panel
 PAGE_CSS = """
 .gradio-container { overflow-x: clip !important; overflow-y: visible !important; } /* 'hidden' would stop sticky */
+html { scroll-padding-top: 96px; }
 #ws-engine { position: sticky; top: 0; z-index: 20; padding: 6px 10px; border-radius: 8px;
              background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
 #ws-engine p { margin: 0; font-size: 0.92em; }
 #ws-examples .thumbnail-item { cursor: pointer; }
+#ws-attention, #ws-downloads { scroll-margin-top: 96px; }
 """
+
+#: scrolls the attention panel into view (after a pixel click opened it; it stops below the engine line)
+SCROLL_TO_ATTENTION = ("() => { const go = () => document.querySelector('#ws-attention')?.scrollIntoView({block: 'start'}); "
+                       "go(); setTimeout(go, 400); setTimeout(go, 1200); }")  # again once its images have laid out
+
+#: what the attention panels show before a query (and again when the scene changes)
+ATTENTION_HINT = "Click a point of the cloud in the 3D view, or a pixel of a generated frame."
 
 
 _SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\"]+)+[/\\]([^/\\\s'\"]+)")
@@ -83,6 +92,15 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
 
     def session(request: gr.Request) -> Session:
         return manager.get(request.session_hash if request is not None else None)
+
+    def small_upload(path: str | None, what: str) -> str | None:
+        """``path`` when it is within the media upload limit (snapshots may be larger: the page's limit is theirs)."""
+        import os
+
+        if path and os.path.getsize(path) > config.max_upload_mb * 2**20:
+            raise ValueError(f"the {what} is {os.path.getsize(path) / 2**20:.1f} MB; uploads are limited to "
+                             f"{config.max_upload_mb} MB (memory snapshots to {config.snapshot_upload_mb} MB)")
+        return path
 
     def fail(exc: Exception) -> str:
         text = user_message(exc)
@@ -113,9 +131,10 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 with gr.Accordion("Camera path", open=True):
                     mode = gr.Radio(["preset", "keyframes"], value="preset", label="Path source",
                                     info="keyframes: an example's official path, an imported file, or your own "
-                                         "(viewport panel 'Camera path')")
-                    preset = gr.Dropdown(list_presets(), value="orbit_right", label="Preset")
-                    amount = gr.Slider(0.05, 2.0, value=0.25, step=0.05, label="Motion amount (x reference move)")
+                                         "(viewport panel 'Camera path')", elem_id="ws-mode")
+                    preset = gr.Dropdown(list_presets(), value="orbit_right", label="Preset", elem_id="ws-preset")
+                    amount = gr.Slider(0.05, 2.0, value=0.25, step=0.05, label="Motion amount (x reference move)",
+                                       elem_id="ws-amount")
                     guard = gr.Checkbox(True, label="Collision guard (shorten moves through the geometry)")
                     num_frames = gr.Slider(2, config.max_frames, value=21, step=1, label="Frames", elem_id="ws-frames")
                     preview_btn = gr.Button("Preview path in viewport")
@@ -129,8 +148,9 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     up_as_photo = gr.Checkbox(False, label="A 2:1 image loads as a 360° panorama (its depth map: the "
                                                            "range per pixel); tick to load it as an ordinary photo")
                     up_btn = gr.Button("Load upload", variant="primary")
-                    up_snapshot = gr.File(label="Or continue from a memory snapshot (.zip from Downloads)", type="filepath",
-                                          file_types=[".zip"])
+                    up_snapshot = gr.File(label=f"Or continue from a memory snapshot (.zip from Downloads, up to "
+                                                f"{config.snapshot_upload_mb} MB)", type="filepath", file_types=[".zip"],
+                                          elem_id="ws-snapshot")
                 with gr.Accordion("Settings", open=False):
                     size = gr.Dropdown(list(WORKING_SIZES), value=config.default_size, label="Working size")
                     depth_backend = gr.Dropdown(list(DEPTH_CHOICES), value="auto", label="Depth")
@@ -141,29 +161,32 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     gr.Markdown(ABOUT)
             with gr.Column(scale=3):
                 viewport = gr.HTML("<p>Starting the viewport...</p>", elem_id="ws-viewport")
-                progress = gr.Markdown("", elem_id="ws-progress")
+                with gr.Row():
+                    progress = gr.Markdown("", elem_id="ws-progress")
+                    frames_3d = gr.Checkbox(True, label="Frames in 3D (the generated frames' and the path's frustums)",
+                                            elem_id="ws-frames-3d", scale=0, min_width=260)
                 with gr.Row():
                     current = gr.Image(label="Frame (click a pixel for its attention)", interactive=False,
                                        elem_id="ws-frame", height=300)
-                    gallery = gr.Gallery(label="Generated frames", columns=6, height=300, elem_id="ws-gallery")
+                    gallery = gr.Gallery(label="Generated frames", columns=3, height=300, object_fit="contain",
+                                         elem_id="ws-gallery")
                 stats = gr.Plot(label="Memory statistics", elem_id="ws-stats")
         shown = gr.Number(value=-1, visible=False, precision=0)
         att_serial = gr.State(0)
         att_timer = gr.Timer(1.0)
         with gr.Accordion("Attention maps", open=False, elem_id="ws-attention") as att_acc:
-            att_msg = gr.Markdown("Click a point of the cloud in the 3D view, or a pixel of a generated frame.",
-                                  elem_id="ws-att-msg")
+            att_msg = gr.Markdown(ATTENTION_HINT, elem_id="ws-att-msg")
             with gr.Row():
                 att_query = gr.Image(label="Query token", interactive=False, height=260, elem_id="ws-att-query")
-                att_overlays = gr.Gallery(label="Attended keyframes (wash: the frame's attention; boxes: this token's)",
-                                          elem_id="ws-att-overlays",
-                                          columns=4, height=260)
+                att_overlays = gr.Gallery(label="Attended keyframes, whole (shaded: the patches holding half of the frame's "
+                                                "attention on it; boxes: this token's)",
+                                          elem_id="ws-att-overlays", columns=3, height=260, object_fit="contain")
             att_heat = gr.Plot(label="Attention over the memory bank, by keyframe", elem_id="ws-att-heat")
             truth_box = gr.Checkbox(False, label="Show ground truth and error map (procedural scenes)")
             with gr.Row():
                 truth_img = gr.Image(label="Ground truth", interactive=False, height=260)
                 error_img = gr.Image(label="Error |generated - truth|", interactive=False, height=260)
-        with gr.Accordion("Downloads", open=False):
+        with gr.Accordion("Downloads", open=False, elem_id="ws-downloads"):
             export_btn = gr.Button("Prepare downloads", elem_id="ws-export")
             files = gr.File(label="Video, point cloud (PLY, GLB), cameras, memory snapshot", file_count="multiple",
                             elem_id="ws-files")
@@ -184,22 +207,28 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             """Outputs of a (re)start. An example starts on its first official path, drawn as keyframes."""
             paths = summary.official_paths
             details = summary.message
-            label = summary.label
-            if label.startswith((EXAMPLE_PREFIX, SCENE_PREFIX)):
-                label = sample_caption(label)
-            message = f"Loaded **{html.escape(label)}**: {summary.num_points:,} points."
+            message = f"Loaded **{html.escape(display_name(summary.label))}**: {summary.num_points:,} points."
             if paths and s.bundle is not None and s.bundle.paths:
                 note = s.use_cameras(s.bundle.paths[0].cameras)
                 message += f" Its official path '{html.escape(paths[0])}' is drawn ({s.num_frames} frames): press **Generate**."
                 details += f" {note}" if note else ""
             message += f"\n<details><summary>Details</summary>\n\n{details}\n\n</details>"
+            presets = s.editor.mode == "preset"
             return {
                 status: message, viewport: viewport_html(s.token),
                 official: gr.update(choices=paths, value=paths[0] if paths else None),
-                mode: s.editor.mode, preset: s.editor.preset, amount: s.editor.amount, num_frames: s.num_frames,
+                mode: s.editor.mode, preset: gr.update(value=s.editor.preset, visible=presets),
+                amount: gr.update(value=s.editor.amount, visible=presets), num_frames: s.num_frames,
                 gallery: [], current: None, progress: "", stats: None, shown: -1,
                 engine: s.engine.markdown() if s.engine is not None else NOT_STARTED,
+                frames_3d: s.viewport.frames_visible,
+                **cleared_attention(),
             }
+
+        def cleared_attention() -> dict[Any, Any]:
+            """The attention panels of a new scene: nothing asked yet."""
+            return {att_msg: ATTENTION_HINT, att_query: None, att_overlays: [], att_heat: None, truth_img: None,
+                    error_img: None}
 
         def download_progress(progress: gr.Progress):
             def report(done: int, total: int | None) -> None:
@@ -241,7 +270,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 if not image_file:
                     raise ValueError("choose an image file to upload")
                 s = session(request)
-                bundle = load_upload(image_file, depth_file, as_photo=bool(as_photo))
+                bundle = load_upload(small_upload(image_file, "image"), small_upload(depth_file, "depth map"),
+                                     as_photo=bool(as_photo))
                 return after_start(s, s.load(bundle, size_v, depth_v, gen_v, fill=fill_v,
                                              progress=download_progress(progress)))
             except USER_ERRORS as exc:
@@ -280,7 +310,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 return {status: gr.skip()}  # nothing changes
             try:
                 s = session(request)
-                msg = s.use_cameras(read_path_file(path))
+                msg = s.use_cameras(read_path_file(small_upload(path, "camera file")))
                 return {status: msg or "Camera path imported as keyframes.", mode: "keyframes", num_frames: s.num_frames}
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
@@ -315,7 +345,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     if archive is None:
                         yield {progress: f"**{line}**"}
                     else:
-                        yield {progress: "", status: line, files: archive}
+                        yield {progress: "", status: line, files: s.downloads()}
             except USER_ERRORS as exc:
                 yield {status: fail(exc)}
 
@@ -345,8 +375,9 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
 
         def on_export(request: gr.Request) -> dict[Any, Any]:
             try:
-                out = session(request).export()
-                return {files: out.as_list(), status: "Downloads ready."}
+                s = session(request)
+                s.export()
+                return {files: s.downloads(), status: "Downloads ready."}
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
@@ -364,11 +395,22 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             return out
 
         def on_select_pixel(frame_id: float, truth: bool, evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            """A click on a pixel of the frame: its token's attention, in the panel (opened; the page scrolls to it)."""
             try:
                 x, y = evt.index
-                return attention_outputs(session(request), int(frame_id), float(x), float(y), truth)
+                out = attention_outputs(session(request), int(frame_id), float(x), float(y), truth)
             except USER_ERRORS as exc:
-                return {att_msg: fail(exc)}
+                out = {att_msg: fail(exc)}
+            return {**out, att_acc: gr.Accordion(open=True)}
+
+        def on_frames_3d(visible: bool, request: gr.Request) -> None:
+            s = manager.peek(request.session_hash if request is not None else None)
+            if s is not None:
+                s.viewport.set_frames_visible(bool(visible))
+
+        def on_mode(mode_v: str) -> dict[Any, Any]:
+            """The preset's boxes show only while the path source is a preset."""
+            return {preset: gr.update(visible=mode_v == "preset"), amount: gr.update(visible=mode_v == "preset")}
 
         def on_attention_api(frame_id: float, x: float, y: float, truth: bool, request: gr.Request) -> dict[Any, Any]:
             try:
@@ -401,8 +443,9 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             return out
 
         # ------------------------------------------------------------------ wiring
+        att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
         start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown,
-                         engine, num_frames]
+                         engine, num_frames, frames_3d, *att_outputs]
         settings = [size, depth_backend, generator, fill]
         demo.load(on_load, outputs=[viewport, status], api_name=False).then(
             on_default, settings, start_outputs, api_name=False)
@@ -418,15 +461,18 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         path_file.upload(on_import, path_file, [status, mode, num_frames], api_name="import_path")
         gen_event = gen_btn.click(on_generate, path_inputs, [progress, gallery, stats, current, shown, status],
                                   api_name="generate", concurrency_id="generate")
-        cancel_btn.click(on_cancel, None, progress, api_name="cancel", concurrency_limit=None)
+        # outside the queue: a queued cancel waited behind the generation it was to stop
+        cancel_btn.click(on_cancel, None, progress, api_name="cancel", queue=False)
         undo_btn.click(on_undo, None, [status, gallery, stats, current, progress], api_name="undo")
         reset_btn.click(on_reset, [size, depth_backend, generator, fill], start_outputs, api_name="reset")
         world_btn.click(on_world, [num_frames], [progress, status, files], api_name="build_world")
         export_btn.click(on_export, None, [files, status], api_name="export")
-        att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
         att_timer.tick(on_attention_poll, [att_serial, truth_box], [*att_outputs, att_serial, att_acc, current, shown],
                        api_name=False, show_progress="hidden", queue=False, trigger_mode="always_last")
-        current.select(on_select_pixel, [shown, truth_box], att_outputs, api_name=False)
+        current.select(on_select_pixel, [shown, truth_box], [*att_outputs, att_acc], api_name=False).then(
+            fn=None, inputs=None, outputs=None, js=SCROLL_TO_ATTENTION, api_name=False)  # opened, and scrolled to
+        mode.change(on_mode, mode, [preset, amount], api_name=False, queue=False)
+        frames_3d.input(on_frames_3d, frames_3d, None, api_name=False, queue=False)
         gallery.select(on_gallery_select, None, [current, shown], api_name=False)
         att_api = gr.Button(visible=False)
         att_x = gr.Number(visible=False)

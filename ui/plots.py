@@ -21,9 +21,16 @@ class StatsPoint:
     stats: MemoryStats
 
 
+#: tick labels of counts: whole numbers with thousands separators (not plotly's "816.5955k")
+COUNT_TICKS = ",d"
+
+
 def memory_figure(history: Sequence[StatsPoint]) -> go.Figure:
     """Two panels over the generated frames (x = frame id): GGM points (total line; added, merged, evicted bars)
-    and SSM (occupancy line in %; tokens added and evicted bars)."""
+    and SSM (occupancy line in %; tokens added and evicted bars).
+
+    The per-frame counts are on log axes: a frame may merge 90K points and add 200, and both must be readable;
+    every count is labelled as a whole number."""
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
         subplot_titles=("Global-Geometric Memory (points)", "Spatial-Stereo Memory"),
@@ -44,10 +51,13 @@ def memory_figure(history: Sequence[StatsPoint]) -> go.Figure:
         go.Scatter(x=x, y=[100.0 * m.ssm_occupancy for m in s], name="occupancy %", mode="lines+markers", line_color="#8c564b"),
         row=2, col=1, secondary_y=True,
     )
-    fig.update_layout(barmode="group", height=420, margin={"l": 40, "r": 40, "t": 40, "b": 30}, legend={"orientation": "h"})
+    fig.update_layout(barmode="group", height=420, margin={"l": 50, "r": 60, "t": 40, "b": 30}, legend={"orientation": "h"})
     fig.update_xaxes(title_text="frame id", row=2, col=1)
-    fig.update_yaxes(title_text="total", row=1, col=1, secondary_y=True)
-    fig.update_yaxes(title_text="occupancy %", range=[0, 100], row=2, col=1, secondary_y=True)
+    fig.update_xaxes(tickformat="d")
+    fig.update_yaxes(title_text="per frame (log)", type="log", tickformat=COUNT_TICKS, row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="total", tickformat=COUNT_TICKS, rangemode="tozero", row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="tokens (log)", type="log", tickformat=COUNT_TICKS, row=2, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="occupancy %", range=[0, 100], tickformat="d", row=2, col=1, secondary_y=True)
     return fig
 
 

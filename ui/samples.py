@@ -88,6 +88,14 @@ def sample_caption(name: str) -> str:
     return example_caption(name[len(EXAMPLE_PREFIX):] if name.startswith(EXAMPLE_PREFIX) else name)
 
 
+def display_name(label: str) -> str:
+    """What the page calls an input everywhere (gallery, status, details): a sample's gallery caption (``Room 360*``,
+    ``Bicycle``), else the input's own name (an upload's file name, ``memory snapshot``)."""
+    if label.startswith((EXAMPLE_PREFIX, SCENE_PREFIX, PANORAMA_PREFIX)):
+        return sample_caption(label)
+    return label
+
+
 def sample_thumbnail(name: str, folder: Path) -> Path:
     """A small JPEG of sample ``name`` (the example's photo, or the scene's start view) in ``folder``, made once."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def build_app(config: AppConfig | None = None) -> ExplorerApp:
     demo = build_page(sessions, config)
     demo.queue(default_concurrency_limit=config.generation_concurrency, max_size=4 * config.max_sessions)
     app = gr.mount_gradio_app(
-        app, demo, path="", allowed_paths=[str(config.temp_root)], max_file_size=f"{config.max_upload_mb}mb",
+        app, demo, path="", allowed_paths=[str(config.temp_root)], max_file_size=f"{config.snapshot_upload_mb}mb",
         ssr_mode=False, server_name=config.host, server_port=config.port, footer_links=["api"], css=PAGE_CSS,
     )
     return ExplorerApp(app, demo, sessions, config)

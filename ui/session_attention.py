@@ -100,7 +100,8 @@ class AttentionQueries:
         att = pixel_attention(summary, x, y)
         ps = summary.patch_size
         marked = mark_pixel(rec.image, x, y, ps)
-        stored = [k.frame_id for k in model.keyframes]
+        # the heatmap's rows: the stored views this frame attended to (not every keyframe of the bank)
+        stored = [k.frame_id for k in model.keyframes if k.frame_id in summary.frame_weights]
         heat = bank_weights(att, stored, summary.grid, ps)
         order = [f for f in dict.fromkeys(int(f) for f in att.frames[np.argsort(-att.weights)] if f >= 0) if f in stored]
         overlays = []

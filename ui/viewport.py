@@ -40,8 +40,26 @@ PREVIEW_COLOR = (30, 120, 255)
 #: path preview colours by coverage (worldstereo.coverage labels): known, partly known, unknown
 COVERAGE_COLORS = {"known": (40, 180, 80), "partly": (240, 170, 20), "unknown": (220, 40, 40)}
 RECENT_LIMIT = 60_000
-#: vertical field of view of viser's viewer camera (its default, 75 degrees)
+#: vertical field of view of viser's viewer camera (its default, 75 degrees; a scene's view narrows it to its photo's)
 VIEWER_FOV = math.radians(75.0)
+#: the viewer's field of view is the start camera's times this (so the lifted photo fills most of the view from
+#: just behind the path's cameras), within these bounds (degrees)
+VIEWER_FOV_FACTOR = 1.0
+VIEWER_FOV_RANGE = (35.0, 75.0)
+#: width / height of the viewport on the page (its iframe: two thirds of the page width, at most 560 px high)
+VIEWER_ASPECT = 1.7
+#: the framed cloud's 5th-95th percentile extent fills this share of the view's half-width and half-height
+FRAME_FILL = 0.9
+#: a generated frame's frustum: size (x scene depth) and the opacity of its image (the scene shows through)
+FRAME_SCALE = 0.03
+FRAME_ALPHA = 170
+#: the framed view looks along the start camera's direction from behind it and this much above (x the distance
+#: back): the cloud, a lifted photo, faces the viewer and fills the view as the photo did
+VIEW_RISE = 0.25
+#: a path keyframe's frustum in the editor (x scene depth)
+KEYFRAME_SCALE = 0.03
+#: points are drawn this many times their median spacing across (so that neighbours touch, without gaps)
+POINT_SPACING_FACTOR = 1.6
 
 
 def free_port() -> int:
@@ -65,12 +83,62 @@ def pose_matrix(wxyz: np.ndarray, position: np.ndarray) -> np.ndarray:
     return T
 
 
-def thumbnail(image: np.ndarray, max_width: int = 160) -> np.ndarray:
-    """(H, W, 3) uint8 downscaled to at most ``max_width`` wide (texture of a frustum)."""
+def thumbnail(image: np.ndarray, max_width: int = 160, alpha: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 downscaled to at most ``max_width`` wide (texture of a frustum); with ``alpha``, (h, w, 4) RGBA of
+    that opacity (viser draws a frustum's image with its alpha)."""
     h, w = image.shape[:2]
-    if w <= max_width:
+    if w > max_width:
+        image = cv2.resize(image, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+    if alpha is None:
         return image
-    return cv2.resize(image, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+    return np.concatenate([image, np.full(image.shape[:2] + (1,), alpha, np.uint8)], axis=2)
+
+
+def point_spacing(points: np.ndarray, samples: int = 2000) -> float:
+    """Median distance from a point of ``points`` (N, 3) to its nearest neighbour (over a sample; 0 for < 2 points)."""
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(pts) < 2:
+        return 0.0
+    rng = np.random.default_rng(0)
+    probe = pts[rng.choice(len(pts), size=min(samples, len(pts)), replace=False)]
+    d, _ = cKDTree(pts).query(probe, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def framing_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, up: np.ndarray,
+                     fov_y: float, aspect: float, fill: float = FRAME_FILL) -> float:
+    """How far along ``direction`` (unit, from ``centre`` to the eye) the viewer stands so that the points' 5th-95th
+    percentile extent fills ``fill`` of the view (the nearest such distance; points behind the eye do not count)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    z_axis = -direction / np.linalg.norm(direction)
+    x_axis = np.cross(z_axis, up)
+    if np.linalg.norm(x_axis) < 1e-9:
+        x_axis = np.cross(z_axis, np.array([1.0, 0.0, 0.0]))
+    x_axis /= np.linalg.norm(x_axis)
+    y_axis = np.cross(z_axis, x_axis)
+    rel = pts - centre
+    x, y, z = rel @ x_axis, rel @ y_axis, rel @ z_axis
+    half_v = math.tan(fov_y / 2)
+    half_h = half_v * aspect
+    extent_x = np.percentile(np.abs(x), 95)
+    extent_y = np.percentile(np.abs(y), 95)
+
+    def fits(dist: float) -> bool:
+        depth = z + dist
+        front = depth > 1e-6
+        if not front.any():
+            return True
+        return (np.percentile(np.abs(x[front]) / depth[front], 95) <= fill * half_h
+                and np.percentile(np.abs(y[front]) / depth[front], 95) <= fill * half_v)
+
+    hi = max(extent_x / (fill * half_h), extent_y / (fill * half_v), 1e-6) + float(np.percentile(np.abs(z), 95))
+    lo = 0.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
 
 
 @dataclass
@@ -109,6 +177,12 @@ class Viewport:
         self.attention_lines = 0
         """Attention lines drawn now (0 when none are shown)."""
         self._node_clicked = -1e9
+        self.frames_visible = True
+        self._frustums: dict[str, Any] = {}  # scene name -> handle of every frame and preview frustum shown
+        """Whether generated frames' (and the path preview's) frustums are drawn (:meth:`set_frames_visible`)."""
+        self._point_size = 0.006
+        self.viewer_fov = VIEWER_FOV
+        """The viewer's vertical field of view (radians): the start camera's, a little wider (:meth:`reset`)."""
         # the control panel starts minimised to its title bar: the 3D view is unobstructed, the path
         # editor one click away (replayed to every client that connects later)
         self.server.gui.configure_theme(control_width="medium", show_share_button=False)
@@ -128,24 +202,29 @@ class Viewport:
         """Clear the scene for a new exploration: world up, start frustum, initial view behind the start camera."""
         with self._lock:
             self.server.scene.reset()
-            self._recent, self._recent_points, self._key_handles = [], 0, []
+            self._recent, self._recent_points, self._key_handles, self._frustums = [], 0, [], {}
             self.scene_scale = float(scene_depth)
             # no distance fog: it washed out scenes tens of units deep (a landscape scaled to its camera file)
             self.server.scene.configure_fog(1.0, 2.0, enabled=False)
             self.server.scene.set_up_direction(tuple(float(v) for v in up))
             T = start_camera.c2w[0].double().numpy()
             self._forward, self._up = T[:3, 2], np.asarray(up, dtype=np.float64)
+            lo, hi = VIEWER_FOV_RANGE
+            self.viewer_fov = math.radians(min(max(math.degrees(float(start_camera.fov_y[0])) * VIEWER_FOV_FACTOR, lo), hi))
             pos = T[:3, 3]
             self.set_view(pos - 0.6 * scene_depth * self._forward + 0.35 * scene_depth * self._up,
                            pos + scene_depth * self._forward)
             self.add_frame(0, start_camera, start_image, keyframe=True)
 
-    def set_view(self, eye: np.ndarray, look: np.ndarray) -> None:
-        """Put the viewer's camera (new and connected clients) at ``eye`` looking at ``look``."""
+    def set_view(self, eye: np.ndarray, look: np.ndarray, fov: float | None = None) -> None:
+        """Put the viewer's camera (new and connected clients) at ``eye`` looking at ``look`` (``fov``: vertical, radians;
+        default the scene's, :attr:`viewer_fov`)."""
+        fov = self.viewer_fov if fov is None else float(fov)
         for target in [self.server.initial_camera, *[c.camera for c in self.server.get_clients().values()]]:
             target.up = tuple(float(v) for v in self._up)
             target.position = tuple(float(v) for v in eye)
             target.look_at = tuple(float(v) for v in look)
+            target.fov = fov
 
     def view_from_inside(self, camera: CameraParameters) -> None:
         """Put the viewer inside the cloud, a little behind and above ``camera`` and looking along it (a panorama's
@@ -155,28 +234,29 @@ class Viewport:
         with self._lock:
             self.set_view(eye, T[:3, 3] + self.scene_scale * T[:3, 2])
 
-    def frame_all(self, points: np.ndarray, must_see: np.ndarray | None = None, fov_y: float = VIEWER_FOV) -> None:
-        """View ``points`` (N, 3) (the cloud) and all of ``must_see`` (M, 3) (a path's camera centres) from outside.
-
-        The viewer sits behind and above the start camera's direction, far enough that a sphere around them
-        (the 95th percentile of the cloud's distances, and every ``must_see`` point) fits its vertical field
-        of view: a path that turns around (the landscape's official path sweeps 100 degrees) then grows the
-        cloud in front of the viewer, not around it.
-        """
+    def frame_all(self, points: np.ndarray, must_see: np.ndarray | None = None, fov_y: float | None = None,
+                  aspect: float = VIEWER_ASPECT) -> None:
+        """View ``points`` (N, 3) (the cloud) from behind and a little above the start camera's direction, as near as
+        lets their 5th-95th percentile extent fill :data:`FRAME_FILL` of the view (:func:`framing_distance`): the
+        cloud fills most of the view. The viewer also stays behind every ``must_see`` point (M, 3) (a path's camera
+        centres), so a path that turns around (the landscape's official path sweeps 100 degrees) grows the cloud in
+        front of the viewer, not around it."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         extra = np.zeros((0, 3)) if must_see is None else np.asarray(must_see, dtype=np.float64).reshape(-1, 3)
-        if len(pts) + len(extra) == 0:
+        if len(pts) == 0:
+            pts = extra
+        if len(pts) == 0:
             return
-        both = np.concatenate([pts, extra])
-        lo, hi = np.percentile(both, [2, 98], axis=0)
+        fov_y = self.viewer_fov if fov_y is None else fov_y
+        lo, hi = np.percentile(pts, [5, 95], axis=0)
         centre = (lo + hi) / 2
-        radius = float(np.percentile(np.linalg.norm(pts - centre, axis=1), 95)) if len(pts) else 0.0
-        if len(extra):
-            radius = max(radius, float(np.linalg.norm(extra - centre, axis=1).max()))
-        direction = -0.8 * self._forward + 0.6 * self._up
+        direction = -self._forward + VIEW_RISE * self._up
         direction /= np.linalg.norm(direction)
+        dist = framing_distance(pts, centre, direction, self._up, fov_y, aspect)
+        if len(extra):  # behind the path's cameras, by a twentieth of the scene depth
+            dist = max(dist, float(((extra - centre) @ direction).max()) + 0.05 * self.scene_scale)
         with self._lock:
-            self.set_view(centre + direction * max(radius, 1e-6) / math.sin(fov_y / 2), centre)
+            self.set_view(centre + direction * dist, centre)
 
     def show_cloud(self, points: torch.Tensor, colors: torch.Tensor) -> ViewCloud:
         """Replace the whole cloud by its LOD subset (drops the recent/new chunks)."""
@@ -186,6 +266,7 @@ class Viewport:
                 self.server.scene.remove_by_name(name)
             self._recent, self._recent_points = [], 0
             self.server.scene.remove_by_name("/ggm/new")
+            self._point_size = POINT_SPACING_FACTOR * point_spacing(cloud.points) or 0.006 * self.scene_scale
             self.server.scene.add_point_cloud(
                 "/ggm/points", cloud.points, cloud.colors, point_size=self.point_size, precision="float32"
             )
@@ -194,7 +275,9 @@ class Viewport:
 
     @property
     def point_size(self) -> float:
-        return 0.006 * self.scene_scale
+        """Size of the drawn points (world units): :data:`POINT_SPACING_FACTOR` times the shown cloud's median spacing,
+        so that neighbours touch: a panorama's cloud reads as surfaces from inside, a photo's without gaps."""
+        return self._point_size
 
     def show_new_points(self, key: int, points: torch.Tensor, colors: torch.Tensor, total: int) -> None:
         """Show the points a frame added, highlighted, and settle the previous highlight into true colours.
@@ -222,18 +305,28 @@ class Viewport:
         return self._recent_points > RECENT_LIMIT
 
     def add_frame(self, frame_id: int, camera: CameraParameters, image: np.ndarray, keyframe: bool) -> None:
-        """A frustum textured with the frame at its camera."""
+        """A small frustum at the frame's camera, textured with the frame, see-through (hidden with the frames switch)."""
         wxyz, pos = pose_of(camera)
         fov = float(camera.fov_y[0])
-        self.server.scene.add_camera_frustum(
-            f"/frames/f{frame_id}", fov=fov, aspect=camera.width / camera.height, scale=0.08 * self.scene_scale,
-            image=thumbnail(image), format="jpeg", jpeg_quality=80, wxyz=wxyz, position=pos,
-            color=KEYFRAME_COLOR if keyframe else FRAME_COLOR, thickness=0.003 * self.scene_scale,
+        name = f"/frames/f{frame_id}"
+        self._frustums[name] = self.server.scene.add_camera_frustum(
+            name, fov=fov, aspect=camera.width / camera.height, scale=FRAME_SCALE * self.scene_scale,
+            image=thumbnail(image, alpha=FRAME_ALPHA), format="png", wxyz=wxyz, position=pos,
+            color=KEYFRAME_COLOR if keyframe else FRAME_COLOR, thickness=0.0015 * self.scene_scale,
+            visible=self.frames_visible,
         )
+
+    def set_frames_visible(self, visible: bool) -> None:
+        """Show or hide every frustum of the generated frames and of the path preview (the curve stays)."""
+        with self._lock:
+            self.frames_visible = bool(visible)
+            for handle in self._frustums.values():
+                handle.visible = self.frames_visible
 
     def remove_frames(self, frame_ids: list[int]) -> None:
         for f in frame_ids:
             self.server.scene.remove_by_name(f"/frames/f{f}")
+            self._frustums.pop(f"/frames/f{f}", None)
 
     # ------------------------------------------------------------------ path preview and editor
     def show_path(
@@ -245,7 +338,7 @@ class Viewport:
         ``worldstereo.coverage``) frustums and curve are coloured by how much of each view the memory knows.
         """
         with self._lock:
-            self.server.scene.remove_by_name("/path/preview")
+            self._clear_preview()
             self.previewed = cameras
             self.previewed_coverage = coverage
             n = len(cameras)
@@ -253,10 +346,11 @@ class Viewport:
             step = max(1, n // 12)
             for i in range(0, n, step):
                 wxyz, pos = pose_of(cameras, i)
-                self.server.scene.add_camera_frustum(
+                self._frustums[f"/path/preview/f{i}"] = self.server.scene.add_camera_frustum(
                     f"/path/preview/f{i}", fov=float(cameras.fov_y[i]), aspect=cameras.width / cameras.height,
-                    scale=0.05 * self.scene_scale, wxyz=wxyz, position=pos,
-                    color=colors[i] if colors else PREVIEW_COLOR, thickness=0.002 * self.scene_scale,
+                    scale=FRAME_SCALE * self.scene_scale, wxyz=wxyz, position=pos,
+                    color=colors[i] if colors else PREVIEW_COLOR, thickness=0.0015 * self.scene_scale,
+                    visible=self.frames_visible,
                 )
             c = cameras.camera_centers.detach().cpu().double().numpy() if curve is None or len(curve) < 2 else curve
             if len(c) >= 2:
@@ -271,7 +365,13 @@ class Viewport:
                 )
 
     def clear_path(self) -> None:
+        with self._lock:
+            self._clear_preview()
+
+    def _clear_preview(self) -> None:
         self.server.scene.remove_by_name("/path/preview")
+        for name in [n for n in self._frustums if n.startswith("/path/preview/")]:
+            del self._frustums[name]
 
     def show_keyframes(
         self, keyframes: list[tuple[np.ndarray, float]], selected: int | None, on_move: Callable[[int, np.ndarray], None],
@@ -288,7 +388,7 @@ class Viewport:
                 name = f"/path/keys/k{i}"
                 if i == selected:
                     handle = self.server.scene.add_transform_controls(
-                        name, scale=0.08 * self.scene_scale, wxyz=wxyz, position=T[:3, 3])
+                        name, scale=2 * KEYFRAME_SCALE * self.scene_scale, wxyz=wxyz, position=T[:3, 3])
 
                     def _moved(event: viser.TransformControlsEvent, i: int = i) -> None:
                         on_select(i)
@@ -299,8 +399,8 @@ class Viewport:
                     handle = self.server.scene.add_frame(name, show_axes=False, wxyz=wxyz, position=T[:3, 3])
                 self._key_handles.append(handle)
                 frustum = self.server.scene.add_camera_frustum(
-                    f"{name}/frustum", fov=fov, aspect=4 / 3, scale=0.06 * self.scene_scale,
-                    color=(255, 40, 40) if i == selected else (200, 90, 90), thickness=0.003 * self.scene_scale,
+                    f"{name}/frustum", fov=fov, aspect=4 / 3, scale=KEYFRAME_SCALE * self.scene_scale,
+                    color=(255, 40, 40) if i == selected else (200, 90, 90), thickness=0.0015 * self.scene_scale,
                 )
                 if on_pick is not None and i != selected:
                     def _picked(_event, i: int = i) -> None:

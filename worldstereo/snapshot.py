@@ -102,6 +102,27 @@ def save_snapshot(ctx: GenerationContext, directory: str | Path) -> Path:
     return out
 
 
+#: bytes per stored SSM slot beside its token buffers (order, steps, attention mass, frame, camera, size, box, index)
+_SLOT_BYTES = 8 + 8 + 8 + 4 + 8 + 1 + 64 + 36 + 16 + 16 + 8
+#: bytes per GGM point (position, colour, observer, count, last seen, confidence)
+_POINT_BYTES = 12 + 12 + 12 + 8 + 8 + 4
+
+
+def snapshot_bytes_bound(config: WorldStereoConfig, keyframes: int, paths: int = 200, path_frames: int = 49) -> int:
+    """The most bytes a version-2 snapshot of ``config`` can take when its SSM tokens are rebuilt from its keyframes
+    (as they are for every snapshot this project writes): the GGM full, ``keyframes`` keyframes with 8-bit colour,
+    every SSM slot occupied, ``paths`` paths of ``path_frames`` cameras, and the headers. Compression only makes a
+    snapshot smaller (by some 5-20x on real explorations); Zstandard's own framing of incompressible data is in the
+    margin."""
+    hw = config.width * config.height
+    keyframe = 3 * hw + 4 * hw + 4 * hw + 4 * (9 + 16)
+    images = 3 * 4 * hw + 4 * hw + 3 * hw + 4 * 2 * (9 + 16)
+    cameras = paths * path_frames * 4 * (9 + 16)
+    raw = (config.max_points * _POINT_BYTES + keyframes * keyframe + images + config.memory_size * _SLOT_BYTES
+           + cameras)
+    return int(raw * 1.01) + (1 << 20)
+
+
 def _colour(image: torch.Tensor) -> torch.Tensor:
     """An image in [0, 1] as stored: bytes where it holds 8-bit colour exactly, else as it is."""
     q = quantize8(image)
