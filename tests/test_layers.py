@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "worldstereo.panorama")),
     ("memory", ("worldstereo.memory", "worldstereo.runtime")),
     ("records", ("worldstereo.config", "worldstereo.records", "worldstereo.inputs", "worldstereo.panorama.views")),
+    ("history", ("worldstereo.history",)),
     ("context", ("worldstereo.context", "worldstereo.snapshot")),
     ("backends", ("worldstereo.backends",)),
     ("pipeline", ("worldstereo.pipeline",)),

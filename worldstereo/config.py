@@ -106,6 +106,8 @@ class WorldStereoConfig:
     """Stored views a path may draw on (reference-view selection)."""
     max_undo: int = 8
     """How many paths ``undo()`` can take back."""
+    history_mb: int = 256
+    """Size bound of the inspection history (``model.history``, :mod:`worldstereo.history`) in MB; 0 turns it off."""
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATOR_CHOICES:

@@ -15,12 +15,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from worldstereo.camera import CameraParameters
 from worldstereo.config import WorldStereoConfig
 from worldstereo.devices import resolve_device
 from worldstereo.geometry.depth import depth_to_points
+from worldstereo.history import HistoryState, MemoryHistory
 from worldstereo.keyframes import MemoryKeyframe
 from worldstereo.memory.global_geometric import GlobalGeometricMemory
 from worldstereo.memory.patch_encoder import PatchEncoder
@@ -47,6 +49,7 @@ class ContextState:
     previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None
     paths: list[CameraParameters] = field(default_factory=list)
     ggm_evictions: int = 0
+    history: HistoryState | None = None
 
 
 
@@ -69,8 +72,9 @@ class GenerationContext:
         paths: the cameras of every generated path.
         previous: (image (3, H, W), depth (1, H, W), camera) of the last frame, None before a start.
         depth_estimator: the estimator the start used (generated frames may reuse it), or None.
-        history: undo states, newest last.
+        undo_states: undo states, newest last.
         ggm_evictions: GGM points evicted so far (point ids taken before an eviction are stale).
+        history: the inspection record of every committed frame (:class:`~worldstereo.history.MemoryHistory`).
     """
 
     def __init__(self, config: WorldStereoConfig) -> None:
@@ -105,8 +109,9 @@ class GenerationContext:
         self.paths: list[CameraParameters] = []
         self.previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None = None
         self.depth_estimator: Any | None = None
-        self.history: list[ContextState] = []
+        self.undo_states: list[ContextState] = []
         self.ggm_evictions = 0
+        self.history = MemoryHistory(max(0, int(cfg.history_mb)) * 2**20)
 
     @property
     def started(self) -> bool:
@@ -148,6 +153,7 @@ class GenerationContext:
         self.add_keyframe(image[0], depth[0], confidence, camera, path_index=-1, frame_id=0)
         self.previous = (image[0], depth[0], camera)
         self.frame_counter = 1
+        self.history.begin(self.ggm, self.ssm, self.keyframes, frame_id=0, source_frames=0)
 
     def seed_views(
         self,
@@ -192,14 +198,17 @@ class GenerationContext:
         self.scene_depth = median_range(depths, cameras) if shared else float((everything - centre).norm(dim=-1).median())
         fx = float(start_camera.K[0, 0, 0])
         self.merge_threshold = cfg.merge_threshold or 1.5 * self.scene_depth / fx
-        # each view's points in turn, merged into what the views before it left
+        # each view's points in turn, merged into what the views before it left (the appended ones are its own)
+        sources: list[np.ndarray] = []
         for i, (pts, cols) in enumerate(zip(points, colors, strict=True)):
             if not pts.shape[0]:
                 continue
+            before = self.ggm.num_points
             if self.ggm.num_points == 0:
                 self.ggm.initialize(pts, colors=cols)
             else:
                 self.ggm.update(pts, cams.w2c[i], colors=cols, merge_threshold=self.merge_threshold)
+            sources.append(np.full(self.ggm.num_points - before, i, np.int64))
         w, h = cfg.width, cfg.height
         for i in range(n):
             img = resize_image(images[i : i + 1], w, h)[0]
@@ -219,13 +228,15 @@ class GenerationContext:
         self.start_camera, self.start_image = start_camera, start_image
         self.previous = (start_image, start_depth, start_camera)
         self.frame_counter = n
+        self.history.begin(self.ggm, self.ssm, self.keyframes, frame_id=n - 1,
+                           source_frames=np.concatenate(sources) if sources else np.zeros(0, np.int64))
         return stride
 
     def reset(self) -> None:
         self.ssm.clear()
         self.keyframes = []
         self.paths = []
-        self.history = []
+        self.undo_states = []
         self.frame_counter = 0
         self.path_counter = 0
         self.previous = None
@@ -265,12 +276,15 @@ class GenerationContext:
         points) and ``ssm_added``, ``ssm_evicted`` (tokens).
         """
         stats = {"num_added": 0, "num_merged": 0, "num_evicted": 0, "ssm_added": 0, "ssm_evicted": 0}
+        before = self.history.before_commit(self.ggm)
+        observed = False
         if self.config.use_ggm:
             pose = obs.camera.w2c[0].float()
             # ids taken before an eviction may name other points now (per_step commits): then that
             # frame's re-observation is skipped rather than credited to the wrong points
             if obs.seen_ids.numel() and obs.evictions == self.ggm_evictions:
                 stats["num_merged"] += self.ggm.observe(obs.seen_ids, pose)["num_merged"]
+                observed = True
             if obs.points.shape[0] > 0:
                 out = self.ggm.update(
                     obs.points, pose, colors=obs.colors, merge_threshold=self.merge_threshold, confidence=obs.confidence
@@ -283,6 +297,8 @@ class GenerationContext:
             f = obs.frame
             added, evicted = self.add_keyframe(f.image, f.depth, f.confidence, obs.camera, path_index, frame_id)
             stats["ssm_added"], stats["ssm_evicted"] = added, evicted
+        self.history.record(self.ggm, self.ssm, self.keyframes, before, obs, keyframe, path_index, frame_id, stats,
+                            observed)
         return stats
 
     def add_keyframe(
@@ -365,19 +381,19 @@ class GenerationContext:
 
     # ------------------------------------------------------------------ undo
     def snapshot_for_undo(self) -> None:
-        self.history.append(self.capture())
-        del self.history[: -self.config.max_undo]
+        self.undo_states.append(self.capture())
+        del self.undo_states[: -self.config.max_undo]
 
     def undo(self) -> bool:
-        """Remove the last path's effect on both memories. Returns False if there is nothing to undo."""
-        if not self.history:
+        """Remove the last path's effect on both memories (and its history). Returns False if there is nothing to undo."""
+        if not self.undo_states:
             return False
-        self.restore(self.history.pop())
+        self.restore(self.undo_states.pop())
         return True
 
     @property
     def can_undo(self) -> bool:
-        return bool(self.history)
+        return bool(self.undo_states)
 
     def capture(self) -> ContextState:
         return ContextState(
@@ -389,6 +405,7 @@ class GenerationContext:
             previous=self.previous,
             paths=list(self.paths),
             ggm_evictions=self.ggm_evictions,
+            history=self.history.capture(),
         )
 
     def restore(self, state: ContextState) -> None:
@@ -400,6 +417,7 @@ class GenerationContext:
         self.previous = state.previous
         self.paths = list(state.paths)
         self.ggm_evictions = state.ggm_evictions  # point ids of the restored GGM are valid again
+        self.history.restore(state.history)
 
 
 def _clone_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -121,6 +121,8 @@ class WorldStereo:
     frame_counter = _ContextAttribute()
     path_counter = _ContextAttribute()
     paths = _ContextAttribute()
+    #: the inspection record of every committed frame (:class:`~worldstereo.history.MemoryHistory`): ``state_at(frame_id)``
+    history = _ContextAttribute()
     # memory operations of the context, for ``update_frequency="manual"`` and inspection
     observe = _ContextAttribute()
     commit_frame = _ContextAttribute()

@@ -8,7 +8,7 @@ Plain data below the generation context and the backends; nothing here imports a
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -136,6 +136,8 @@ class FrameResult:
         depth_guessed: (1, H, W) bool, True where the depth was extrapolated (continued from a hole's
             background side, or a plane), not rendered from the memories or estimated by a depth model;
             None = nowhere.
+        ssm_mask: (1, H, W) bool, True where the colour came from stored views the SSM attended to (resampled),
+            or None (no SSM decode).
     """
 
     image: torch.Tensor
@@ -152,6 +154,7 @@ class FrameResult:
     extra_colors: torch.Tensor | None = None
     pixel_source: torch.Tensor | None = None
     depth_guessed: torch.Tensor | None = None
+    ssm_mask: torch.Tensor | None = None
 
     def source_map(self) -> torch.Tensor:
         """(1, H, W) uint8 pixel sources (all ``SOURCE_MEMORY`` where the generator gave none)."""
@@ -185,6 +188,8 @@ class FrameObservation:
         seen_ids: (S,) int64 indices of GGM points seen again.
         evictions: the model's GGM eviction count when ``seen_ids`` were taken (ids are valid
             only while no point has been evicted since).
+        layers: the frame's inspection layers (:class:`worldstereo.history.FrameLayers`) when they were made while
+            it was generated and the frame itself travels without its renders (a world's trajectory), else None.
     """
 
     frame: FrameResult
@@ -194,6 +199,7 @@ class FrameObservation:
     seen_ids: torch.Tensor
     evictions: int
     confidence: torch.Tensor | None = None
+    layers: Any = None
 
 
 @dataclass

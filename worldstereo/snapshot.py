@@ -328,3 +328,5 @@ def restore_snapshot(ctx: GenerationContext, directory: str | Path, meta: dict[s
     ctx.path_counter = meta["path_counter"]
     ctx.scene_depth = float(meta["scene_depth"])
     ctx.merge_threshold = float(meta["merge_threshold"])
+    # the inspection history starts at the loaded memories (what came before is not in a snapshot)
+    ctx.history.begin(ctx.ggm, ctx.ssm, ctx.keyframes, frame_id=ctx.frame_counter - 1)

@@ -118,6 +118,7 @@ class WarpGenerator(FrameGenerator):
         self._selected_from: tuple[int, ...] = ()
         self._before_path: set[int] = set()
         self._path_start_references: list[int] = []
+        self._supplied: torch.Tensor | None = None  # the last frame's pixels the SSM's views supplied
 
     # ------------------------------------------------------------------ per clip
     def begin_clip(self, ctx: GenerationContext, cameras: CameraParameters) -> None:
@@ -177,6 +178,7 @@ class WarpGenerator(FrameGenerator):
         t1 = time.perf_counter()
         attention = None
         used_refs: list[int] = []
+        self._supplied = None
         if cfg.use_ssm and self._references and ctx.ssm.occupancy > 0:
             image, attention, used_refs = self._fill_from_ssm(ctx, camera, image, depth, hole)
         image, depth, hole = image.cpu(), depth.cpu(), hole.cpu()
@@ -222,6 +224,7 @@ class WarpGenerator(FrameGenerator):
             extra_colors=extra_colors,
             pixel_source=pixel_source,
             depth_guessed=depth_guessed,
+            ssm_mask=self._supplied.cpu() if self._supplied is not None else None,
         )
 
     def _memory_provenance(self, ctx: GenerationContext, point_ids: torch.Tensor | None, hole: torch.Tensor
@@ -429,6 +432,7 @@ class WarpGenerator(FrameGenerator):
                 scores.append(score)
                 samples.append(colors)
         out = image.clone()
+        supplied = torch.zeros_like(hole)
         if scores:
             mixed, have = blend_views(torch.stack(scores), torch.stack(samples))
             flat = out.permute(1, 2, 0).clone()
@@ -436,8 +440,12 @@ class WarpGenerator(FrameGenerator):
             sub[have] = mixed[have]
             flat[covered] = sub
             out = flat.permute(2, 0, 1).contiguous()
+            cov = supplied[0][covered]
+            cov[have] = True
+            supplied[0][covered] = cov
 
         attention = _summarise(ctx, weights, query_points.to(dev), has_depth.to(dev), (rows, cols), p, self.top_k, frame_weights)
+        self._supplied = supplied.to(home)
         return out.to(home), to_host(attention), used
 
     def _keyframe_on(self, ctx: GenerationContext, frame_id: int, device: torch.device) -> MemoryKeyframe:

@@ -113,9 +113,9 @@ def observe_on_device(mem: Any, ids: torch.Tensor, center: torch.Tensor, step: i
     return int(uniq.numel())
 
 
-def evict_on_device(mem: Any, excess: int, buffers: tuple[str, ...]) -> None:
+def evict_on_device(mem: Any, excess: int, buffers: tuple[str, ...]) -> torch.Tensor:
     """Drop the ``excess`` points seen longest ago (ties: evenly spaced among the oldest step), compacting the
-    per-point ``buffers`` (names) in order."""
+    per-point ``buffers`` (names) in order; returns the (N_before,) bool mask of the rows kept."""
     last = mem.last_seen
     cum = torch.cumsum(torch.bincount(last), 0)
     boundary = int(torch.searchsorted(cum, torch.tensor(excess, device=last.device)))  # the excess-th oldest step
@@ -133,3 +133,4 @@ def evict_on_device(mem: Any, excess: int, buffers: tuple[str, ...]) -> None:
         buf = getattr(mem, name)
         buf[:kept] = buf.index_select(0, index)
     mem._n = kept
+    return keep

@@ -121,14 +121,15 @@ class PointStorage:
         self._explicit_embedding.fill_(True)
 
     def _evict_past_capacity(self) -> int:
-        """Drop the points seen longest ago until ``max_points`` remain; returns how many went."""
+        """Drop the points seen longest ago until ``max_points`` remain; returns how many went. ``last_kept`` then holds
+        the (N_before,) bool mask of the rows that stayed, in their order before (the history maps row ids with it)."""
         excess = self._n - self.max_points
         if excess <= 0:
             return 0
         if not edit_in_place(self._pos):
             from worldstereo.memory.ggm_device import evict_on_device
 
-            evict_on_device(self, excess, STATE_BUFFERS)
+            self.last_kept = evict_on_device(self, excess, STATE_BUFFERS).cpu()
             return excess
         last = self.last_seen.detach().cpu().numpy()
         # the step of the excess-th oldest point, from a histogram of the steps (no sort)
@@ -149,6 +150,7 @@ class PointStorage:
         self._n = kept
         if self._grid is not None:
             self._grid.compact(keep)
+        self.last_kept = torch.from_numpy(keep.copy())
         return excess
 
 

@@ -130,6 +130,8 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
         self.register_buffer("_step", torch.zeros((), dtype=torch.int64))
         self.register_buffer("_explicit_embedding", torch.zeros((), dtype=torch.bool))
         self._grid: VoxelHashGrid | None = None
+        self.last_kept: torch.Tensor | None = None
+        """After an update or initialize that evicted: (N_before,) bool, the rows kept (in their order before); else None."""
         self._version = 0
         self._knn: tuple[int, torch.device, SpatialIndex] | None = None
 
@@ -222,6 +224,7 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
         position). Past ``max_points`` an evenly spaced subset of ``max_points`` is kept.
         """
         pts = _check_tensor("point_cloud", point_cloud, (None, 3))
+        self.last_kept = None
         n = pts.shape[0]
         if features is not None:
             _check_tensor("features", features, (n, self.point_cloud_dim))
@@ -294,6 +297,7 @@ class GlobalGeometricMemory(PointStorage, nn.Module):
         ):
             raise ValueError(f"merge_threshold must be a positive finite number, got {merge_threshold!r}")
         merge_threshold = float(merge_threshold)
+        self.last_kept = None
         dev = self._pos.device
         pose = pose.detach().to("cpu", torch.float64)
         center = (-(pose[:3, :3].T @ pose[:3, 3])).to(torch.float32).numpy()

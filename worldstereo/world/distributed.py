@@ -108,7 +108,8 @@ def ray_executor(ray: Any, workers: int | None = None, seed: int = 0) -> Callabl
     def run(ctx: GenerationContext, generator: Any, base: RoundBase, jobs: list[tuple[str, CameraParameters]],
             on_step: Callable[[str, Step], None]) -> Iterator[Generated]:
         # the object store holds host tensors; each task loads them onto its own device
-        state = replace(base.state, ggm=_on_host(base.state.ggm), ssm=_on_host(base.state.ssm))
+        # (without the inspection history: a task's frames come back as observations, and the driver records them)
+        state = replace(base.state, ggm=_on_host(base.state.ggm), ssm=_on_host(base.state.ssm), history=None)
         payload = ray.put(RoundPayload(ctx.config, state, base.num_points, base.evictions, ctx.start_camera,
                                        ctx.start_image, ctx.scene_depth, ctx.merge_threshold))
         options = gpu_options()

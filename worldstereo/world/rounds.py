@@ -19,6 +19,7 @@ import torch
 
 from worldstereo.camera import CameraParameters
 from worldstereo.context import ContextState, GenerationContext
+from worldstereo.history import FrameLayers
 from worldstereo.pipeline import Step, run_path
 from worldstereo.records import FrameObservation
 
@@ -62,17 +63,22 @@ def generate_from(
     for obs, is_key in record:
         ids = obs.seen_ids
         ids = ids[ids < base.num_points] if obs.evictions == base.evictions else ids[:0]
-        # what the fold and the files need (the renders and attention stay behind: a result may travel)
+        # what the fold, the files and the history need (the renders and attention stay behind, the history's
+        # small layers made of them travel: a result may go to another machine)
+        layers = FrameLayers.of(obs.frame) if ctx.history.enabled else None
         frame = replace(obs.frame, ggm_render=nothing, ggm_hole_mask=nothing, new_surface_mask=nothing,
                         ggm_point_ids=None, attention=None, extra_points=None, extra_colors=None)
-        kept.append((replace(obs, frame=frame, seen_ids=ids, evictions=base.evictions), is_key))
+        kept.append((replace(obs, frame=frame, seen_ids=ids, evictions=base.evictions, layers=layers), is_key))
     return Generated(cameras, kept)
 
 
-def fold(ctx: GenerationContext, base: RoundBase, generated: Generated) -> None:
-    """Commit a generated trajectory to ``ctx`` (the memories so far in this round), as its next path."""
+def fold(ctx: GenerationContext, base: RoundBase, generated: Generated, name: str | None = None) -> None:
+    """Commit a generated trajectory to ``ctx`` (the memories so far in this round), as its next path (``name``: what
+    the history calls it)."""
     path_index = ctx.path_counter
     ctx.path_counter += 1
+    if name is not None:
+        ctx.history.path_names[path_index] = name
     ctx.paths.append(generated.cameras)
     ids_valid = ctx.ggm_evictions == base.evictions
     for obs, is_key in generated.observations:

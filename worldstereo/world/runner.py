@@ -275,7 +275,7 @@ def build_world(
                 if executor is not None:
                     bar.update(len(result.observations))
                 ctx.restore(folded)
-                fold(ctx, base, result)
+                fold(ctx, base, result, name=t.name)
                 folded = ctx.capture()
                 state.save_current(model, keep_as_round_start=k < len(todo) - 1)
                 meta["done"].append(t.name)
