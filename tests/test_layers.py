@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("backends", ("worldstereo.backends",)),
     ("pipeline", ("worldstereo.pipeline",)),
     ("model", ("worldstereo.model",)),
-    ("api", ("worldstereo.exports", "worldstereo.world", "worldstereo.panorama.files")),
+    ("api", ("worldstereo.exports", "worldstereo.world", "worldstereo.panorama.files", "worldstereo.recording")),
     ("package", ("worldstereo.__init__",)),
     ("eval", ("worldstereo.eval",)),
     ("cli", ("worldstereo.cli",)),

@@ -8,8 +8,21 @@ import os
 import re
 import sys
 import traceback
+from pathlib import Path
 
-__all__ = ["CliError", "Parser", "debug_from_env", "note", "parse_size", "positive_float", "positive_int", "run_command"]
+__all__ = [
+    "CliError",
+    "Parser",
+    "add_rerun_argument",
+    "check_rerun_argument",
+    "debug_from_env",
+    "note",
+    "parse_size",
+    "positive_float",
+    "positive_int",
+    "run_command",
+    "write_rerun",
+]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -127,3 +140,36 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device_name, default="auto", metavar="auto|cpu|cuda[:N]",
                         help="device of the memories, renders and models: auto (default: CUDA where present, the "
                              "CPU on a ZeroGPU Space's host), cpu, cuda or cuda:N")
+
+
+def add_rerun_argument(parser: argparse.ArgumentParser) -> None:
+    """``--rerun FILE.rrd`` (shared by ``generate`` and ``world``)."""
+    parser.add_argument("--rerun", type=Path, default=None, metavar="FILE.rrd",
+                        help="also write a rerun recording of the memories frame by frame (open: rerun FILE.rrd; "
+                             "needs the optional extra: pip install -e .[rerun])")
+
+
+def check_rerun_argument(args: argparse.Namespace) -> None:
+    """Before any work: ``--rerun`` needs rerun-sdk and a writable ``.rrd`` path (one error otherwise)."""
+    if getattr(args, "rerun", None) is None:
+        return
+    from worldstereo.recording import RerunMissingError, require_rerun
+
+    if args.rerun.suffix != ".rrd":
+        raise CliError(f"--rerun {str(args.rerun)!r}: give a .rrd file")
+    if args.rerun.is_dir() or not args.rerun.parent.exists():
+        raise CliError(f"--rerun {str(args.rerun)!r}: its folder does not exist, or it is a folder")
+    try:
+        require_rerun()
+    except RerunMissingError as exc:
+        raise CliError(str(exc)) from None
+
+
+def write_rerun(args: argparse.Namespace, model) -> None:
+    """Write the ``--rerun`` recording of ``model``'s history (when asked)."""
+    if getattr(args, "rerun", None) is None:
+        return
+    from worldstereo.recording import write_recording
+
+    path = write_recording(model.history, args.rerun)
+    note(args, f"rerun recording: {path} ({len(model.history)} frames; open it with: rerun {path})")

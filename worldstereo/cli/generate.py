@@ -27,10 +27,13 @@ from worldstereo.cli.common import (
     DEFAULT_OUT,
     CliError,
     add_device_argument,
+    add_rerun_argument,
+    check_rerun_argument,
     note,
     parse_size,
     positive_float,
     positive_int,
+    write_rerun,
 )
 from worldstereo.trajectory import reanchor, subsample
 
@@ -125,6 +128,7 @@ def add_generate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (also the procedural scene's texture seed)")
     g.add_argument("--fps", type=positive_float, default=8.0, help="video frame rate (default 8)")
     g.add_argument("--no-snapshot", action="store_true", help="do not write the memory snapshot")
+    add_rerun_argument(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
     g.set_defaults(func=generate_command)
 
@@ -293,6 +297,7 @@ def generate_command(args: argparse.Namespace) -> int:
             raise CliError(f"unknown scene {args.scene!r}; valid scenes: {', '.join(list_scenes())}")
     if args.frames is not None:
         _check_frame_bounds(args, [])
+    check_rerun_argument(args)
     _check_output_dir(args)
     inp = _read_inputs(args)
     _check_frame_bounds(args, inp.paths)
@@ -367,6 +372,7 @@ def generate_command(args: argparse.Namespace) -> int:
     try:
         _generate_paths(args, model, paths, out, multi, summary)
         mem = write_memory(out, model, snapshot=not args.no_snapshot)
+        write_rerun(args, model)
     except BaseException as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}"
         run.update(reason=reason, paths=summary)

@@ -13,7 +13,16 @@ import torch
 
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.camera_files import read_camera_file
-from worldstereo.cli.common import CliError, add_device_argument, note, parse_size, positive_int
+from worldstereo.cli.common import (
+    CliError,
+    add_device_argument,
+    add_rerun_argument,
+    check_rerun_argument,
+    note,
+    parse_size,
+    positive_int,
+    write_rerun,
+)
 from worldstereo.trajectory import subsample
 
 __all__ = ["add_world_parser", "world_command"]
@@ -63,6 +72,7 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     add_device_argument(w)
     w.add_argument("--seed", type=int, default=0, help="random seed")
     add_ray_arguments(w)
+    add_rerun_argument(w)
     w.add_argument("--quiet", action="store_true", help="no progress bars and no notes")
     w.set_defaults(func=world_command, align_scale=False)
 
@@ -142,6 +152,7 @@ def world_command(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {str(args.out)!r} exists and is not a folder")
+    check_rerun_argument(args)
     inp = _inputs(args)
     plan = _plan(args, inp)
     w, h = args.size
@@ -150,6 +161,8 @@ def world_command(args: argparse.Namespace) -> int:
                    "seed": args.seed}
     image_size = (inp["image"].shape[-2], inp["image"].shape[-3]) if inp["kind"] == "bank" else \
         (inp["image"].shape[1], inp["image"].shape[0])
+
+    built: list[WorldStereo] = []  # the model the world ran in (its history goes to --rerun)
 
     def make_model(start: bool) -> WorldStereo:
         torch.manual_seed(args.seed)
@@ -162,6 +175,7 @@ def world_command(args: argparse.Namespace) -> int:
             estimator = make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
                                              show_progress=not args.quiet)
         model = WorldStereo(config, depth_estimator=estimator, generator=make_generator_from_args(args, prompt))
+        built.append(model)
         if not start:
             return model
         if inp["kind"] == "panorama":
@@ -189,6 +203,7 @@ def world_command(args: argparse.Namespace) -> int:
                               executor=executor, split_rounds=args.plan is None)
     except WorldError as exc:
         raise CliError(str(exc)) from None
+    write_rerun(args, built[-1])
     repeated = f" ({summary.skipped} repeating a pose left out)" if summary.skipped else ""
     print(f"world: {summary.frames} frames{repeated}, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
           f"{summary.dataset / 'pointcloud.ply'}")
