@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("geometry", ("worldstereo.geometry", "worldstereo.scale", "worldstereo.coverage", "worldstereo.keyframes",
                   "worldstereo.panorama")),
     ("memory", ("worldstereo.memory", "worldstereo.runtime")),
-    ("records", ("worldstereo.config", "worldstereo.records", "worldstereo.inputs", "worldstereo.panorama.views")),
+    ("records", ("worldstereo.config", "worldstereo.records", "worldstereo.frame_layers", "worldstereo.inputs", "worldstereo.panorama.views")),
     ("history", ("worldstereo.history",)),
     ("context", ("worldstereo.context", "worldstereo.snapshot")),
     ("backends", ("worldstereo.backends",)),

@@ -23,9 +23,10 @@ from ui import path_editor as pe
 from ui.config import KEYFRAMES_PER_MEMORY, WORKING_SIZES, AppConfig
 from ui.engine_status import EngineStatus
 from ui.exports import ExportFiles, export_all
-from ui.plots import StatsPoint
+from ui.plots import StatsPoint, stats_points
 from ui.samples import InputBundle, display_name
 from ui.session_attention import AttentionQueries
+from ui.session_inspector import Inspection
 from ui.session_records import (
     AttentionResult,
     BusyError,
@@ -71,7 +72,7 @@ DOWNLOAD_NAMES = ("video.mp4", "pointcloud.ply", "pointcloud.glb", "cameras.json
 
 
 @dataclass
-class Session(AttentionQueries, WorldBuilding):
+class Session(AttentionQueries, WorldBuilding, Inspection):
     """State of one browser session (keyed by gradio's session hash in :class:`ui.sessions.SessionManager`)."""
 
     session_id: str
@@ -84,11 +85,13 @@ class Session(AttentionQueries, WorldBuilding):
     num_frames: int = 21
     frames: list[FrameRecord] = field(default_factory=list)
     records: dict[int, FrameRecord] = field(default_factory=dict)
-    history: list[StatsPoint] = field(default_factory=list)
     last_seen: float = field(default_factory=time.monotonic)
     engine: EngineStatus | None = None
     current_frame_id: int | None = None
     """The frame the page shows (the last generated one, or the one picked in its gallery)."""
+    inspector_follow: bool = True
+    """The timeline follows the newest frame (until the user moves it)."""
+    inspector_playing: bool = False
     attention_serial: int = 0
     """Counts 3D attention clicks; ``attention_since`` hands the page each new result once."""
     _last_attention: AttentionResult | None = None
@@ -96,6 +99,13 @@ class Session(AttentionQueries, WorldBuilding):
     _busy: threading.Lock = field(default_factory=threading.Lock)
     _cancel: threading.Event = field(default_factory=threading.Event)
     _state_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def history(self) -> list[StatsPoint]:
+        """The memory charts' points, read from the model's history (the session keeps no copy of the past)."""
+        if self.model is None:
+            return []
+        return stats_points(self.model.history, self.model.config.memory_size)
 
     # ------------------------------------------------------------------ lifecycle
     def touch(self) -> None:
@@ -180,7 +190,7 @@ class Session(AttentionQueries, WorldBuilding):
         """Make ``model`` (started) this session's exploration: fresh frames, editor and viewport."""
         self.model, self.bundle = model, bundle
         self.engine = EngineStatus.of(model)
-        self.frames, self.records, self.history = [], {}, []
+        self.frames, self.records = [], {}
         self.current_frame_id, self._last_attention = None, None
         scene_mode = bundle.scene is not None
         panorama = bundle.kind == "panorama"
@@ -433,7 +443,6 @@ class Session(AttentionQueries, WorldBuilding):
         self.frames.append(rec)
         self.records[step.frame_id] = rec
         self.current_frame_id = rec.frame_id
-        self.history.append(StatsPoint(step.frame_id, step.path_index, step.memory))
         return rec
 
     def _files(self) -> list[str]:
@@ -450,7 +459,6 @@ class Session(AttentionQueries, WorldBuilding):
             gone = [fid for fid, r in self.records.items() if r.path_index == last]
             for fid in gone:
                 self.records.pop(fid)
-            self.history = [h for h in self.history if h.path_index != last]
             self.frames = [r for r in self.records.values() if r.path_index == last - 1]
             self.current_frame_id = self.frames[-1].frame_id if self.frames else None
             vp = self.viewport

@@ -16,6 +16,7 @@ from ui import plots
 from ui.config import WORKING_SIZES, AppConfig
 from ui.engine_status import NOT_STARTED
 from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate, default_generator
+from ui.page_inspector import inspector_panels, inspector_timeline, timeline_update, wire_inspector
 from ui.path_editor import read_path_file
 from ui.samples import (
     DEFAULT_SAMPLE,
@@ -165,12 +166,14 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     progress = gr.Markdown("", elem_id="ws-progress")
                     frames_3d = gr.Checkbox(True, label="Frames in 3D (the generated frames' and the path's frustums)",
                                             elem_id="ws-frames-3d", scale=0, min_width=260)
+                insp = inspector_timeline()
                 with gr.Row():
                     current = gr.Image(label="Frame (click a pixel for its attention)", interactive=False,
                                        elem_id="ws-frame", height=300)
                     gallery = gr.Gallery(label="Generated frames", columns=3, height=300, object_fit="contain",
                                          elem_id="ws-gallery")
                 stats = gr.Plot(label="Memory statistics", elem_id="ws-stats")
+                inspector_panels(insp)
         shown = gr.Number(value=-1, visible=False, precision=0)
         att_serial = gr.State(0)
         att_timer = gr.Timer(1.0)
@@ -222,6 +225,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 gallery: [], current: None, progress: "", stats: None, shown: -1,
                 engine: s.engine.markdown() if s.engine is not None else NOT_STARTED,
                 frames_3d: s.viewport.frames_visible,
+                insp.slider: gr.update(**timeline_update(s)), insp.label: "", insp.legend: "", insp.bank: [],
+                insp.layers: [],
                 **cleared_attention(),
             }
 
@@ -315,9 +320,10 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
-        def stream_outputs(u: StreamUpdate) -> dict[Any, Any]:
+        def stream_outputs(u: StreamUpdate, s: Session) -> dict[Any, Any]:
             out: dict[Any, Any] = {
                 progress: f"**{u.status}**", gallery: u.frame_files, stats: plots.memory_figure(u.history),
+                insp.slider: gr.update(**timeline_update(s, follow=s.inspector_follow)),
             }
             if u.frame is not None:
                 out[current] = str(u.frame.file)
@@ -332,7 +338,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 s = session(request)
                 s.set_path(mode_v, preset_v, amount_v, guard_v, int(n))
                 for u in s.generate(int(n)):
-                    yield stream_outputs(u)
+                    yield stream_outputs(u, s)
             except USER_ERRORS as exc:
                 yield {status: fail(exc)}
 
@@ -345,7 +351,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     if archive is None:
                         yield {progress: f"**{line}**"}
                     else:
-                        yield {progress: "", status: line, files: s.downloads()}
+                        yield {progress: "", status: line, files: s.downloads(), insp.slider: gr.update(**timeline_update(s)),
+                               stats: plots.memory_figure(s.history)}
             except USER_ERRORS as exc:
                 yield {status: fail(exc)}
 
@@ -362,7 +369,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 msg = s.undo()
                 files_ = [str(r.file) for r in s.frames]
                 return {status: msg, gallery: files_, stats: plots.memory_figure(s.history),
-                        current: files_[-1] if files_ else None, progress: ""}
+                        current: files_[-1] if files_ else None, progress: "", insp.slider: gr.update(**timeline_update(s))}
             except USER_ERRORS as exc:
                 return {status: fail(exc)}
 
@@ -445,7 +452,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         # ------------------------------------------------------------------ wiring
         att_outputs = [att_msg, att_query, att_overlays, att_heat, truth_img, error_img]
         start_outputs = [status, viewport, official, mode, preset, amount, gallery, current, progress, stats, shown,
-                         engine, num_frames, frames_3d, *att_outputs]
+                         engine, num_frames, frames_3d, *att_outputs, insp.slider, insp.label, insp.legend, insp.bank,
+                         insp.layers]
         settings = [size, depth_backend, generator, fill]
         demo.load(on_load, outputs=[viewport, status], api_name=False).then(
             on_default, settings, start_outputs, api_name=False)
@@ -459,13 +467,14 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         preview_btn.click(on_path, path_inputs, status, api_name="set_path")
         official_btn.click(on_official, official, [status, mode, num_frames], api_name="use_official_path")
         path_file.upload(on_import, path_file, [status, mode, num_frames], api_name="import_path")
-        gen_event = gen_btn.click(on_generate, path_inputs, [progress, gallery, stats, current, shown, status],
+        gen_event = gen_btn.click(on_generate, path_inputs, [progress, gallery, stats, current, shown, status, insp.slider],
                                   api_name="generate", concurrency_id="generate")
         # outside the queue: a queued cancel waited behind the generation it was to stop
         cancel_btn.click(on_cancel, None, progress, api_name="cancel", queue=False)
-        undo_btn.click(on_undo, None, [status, gallery, stats, current, progress], api_name="undo")
+        undo_btn.click(on_undo, None, [status, gallery, stats, current, progress, insp.slider], api_name="undo")
         reset_btn.click(on_reset, [size, depth_backend, generator, fill], start_outputs, api_name="reset")
-        world_btn.click(on_world, [num_frames], [progress, status, files], api_name="build_world")
+        world_btn.click(on_world, [num_frames], [progress, status, files, insp.slider, stats], api_name="build_world")
+        wire_inspector(insp, session, stats, fail, USER_ERRORS)
         export_btn.click(on_export, None, [files, status], api_name="export")
         att_timer.tick(on_attention_poll, [att_serial, truth_box], [*att_outputs, att_serial, att_acc, current, shown],
                        api_name=False, show_progress="hidden", queue=False, trigger_mode="always_last")

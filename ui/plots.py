@@ -9,32 +9,51 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from worldstereo.history import MemoryHistory
 from worldstereo.pipeline import MemoryStats
 
 
 @dataclass(frozen=True)
 class StatsPoint:
-    """Memory statistics after one generated frame, with its global frame id and path index."""
+    """Memory statistics after one committed frame, with its global frame id and path index, and the mean
+    disagreement of the frame with the memory's render (nan when unknown)."""
 
     frame_id: int
     path_index: int
     stats: MemoryStats
+    disagreement: float = float("nan")
+
+
+def stats_points(history: MemoryHistory, memory_size: int) -> list[StatsPoint]:
+    """The chart's points, read from the model's history (one per committed frame)."""
+    out = []
+    for e in history.entries:
+        st = e.stats
+        mem = MemoryStats(points_total=st.get("points_total", 0), points_added=st.get("num_added", 0),
+                          points_merged=st.get("num_merged", 0), points_evicted=st.get("num_evicted", 0),
+                          ssm_occupancy=st.get("ssm_entries", 0) / max(memory_size, 1),
+                          ssm_entries=st.get("ssm_entries", 0), ssm_added=st.get("ssm_added", 0),
+                          ssm_evicted=st.get("ssm_evicted", 0), keyframes=len(e.book.frame_ids))
+        out.append(StatsPoint(e.frame_id, e.path_index, mem, e.disagreement))
+    return out
 
 
 #: tick labels of counts: whole numbers with thousands separators (not plotly's "816.5955k")
 COUNT_TICKS = ",d"
 
 
-def memory_figure(history: Sequence[StatsPoint]) -> go.Figure:
-    """Two panels over the generated frames (x = frame id): GGM points (total line; added, merged, evicted bars)
-    and SSM (occupancy line in %; tokens added and evicted bars).
+def memory_figure(history: Sequence[StatsPoint], cursor: int | None = None) -> go.Figure:
+    """Three panels over the committed frames (x = frame id): GGM points (total line; added, merged, evicted bars),
+    SSM (occupancy line in %; tokens added and evicted bars), and the memory disagreement (mean |output - the
+    memory's render| where it knew the pixel: a break in consistency shows as a spike). ``cursor``: the frame the
+    inspector shows (a vertical line).
 
     The per-frame counts are on log axes: a frame may merge 90K points and add 200, and both must be readable;
     every count is labelled as a whole number."""
     fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-        subplot_titles=("Global-Geometric Memory (points)", "Spatial-Stereo Memory"),
-        specs=[[{"secondary_y": True}], [{"secondary_y": True}]],
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.09, row_heights=[0.4, 0.35, 0.25],
+        subplot_titles=("Global-Geometric Memory (points)", "Spatial-Stereo Memory", "Memory disagreement"),
+        specs=[[{"secondary_y": True}], [{"secondary_y": True}], [{}]],
     )
     x = [h.frame_id for h in history]
     s = [h.stats for h in history]
@@ -51,8 +70,13 @@ def memory_figure(history: Sequence[StatsPoint]) -> go.Figure:
         go.Scatter(x=x, y=[100.0 * m.ssm_occupancy for m in s], name="occupancy %", mode="lines+markers", line_color="#8c564b"),
         row=2, col=1, secondary_y=True,
     )
-    fig.update_layout(barmode="group", height=420, margin={"l": 50, "r": 60, "t": 40, "b": 30}, legend={"orientation": "h"})
-    fig.update_xaxes(title_text="frame id", row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=[h.disagreement for h in history], name="disagreement", mode="lines+markers",
+                             line_color="#d62728"), row=3, col=1)
+    if cursor is not None:
+        fig.add_vline(x=cursor, line_width=2, line_dash="dot", line_color="#e6b800")
+    fig.update_layout(barmode="group", height=520, margin={"l": 50, "r": 60, "t": 40, "b": 30}, legend={"orientation": "h"})
+    fig.update_xaxes(title_text="frame id", row=3, col=1)
+    fig.update_yaxes(title_text="mean |difference|", rangemode="tozero", row=3, col=1)
     fig.update_xaxes(tickformat="d")
     fig.update_yaxes(title_text="per frame (log)", type="log", tickformat=COUNT_TICKS, row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="total", tickformat=COUNT_TICKS, rangemode="tozero", row=1, col=1, secondary_y=True)

@@ -31,6 +31,7 @@ import viser
 import viser.transforms as vtf
 
 from ui.lod import ViewCloud, colors_uint8, view_subset
+from ui.viewport_inspect import InspectionDrawing
 from worldstereo.camera import CameraParameters
 
 HIGHLIGHT = np.array([255, 230, 40], dtype=np.uint8)
@@ -155,8 +156,8 @@ class EditorCallbacks:
     play: Callable[[], None]
 
 
-class Viewport:
-    """One viser server (loopback only) and the scene of one session."""
+class Viewport(InspectionDrawing):
+    """One viser server (loopback only) and the scene of one session (the inspector's drawing: ``InspectionDrawing``)."""
 
     def __init__(self, max_points: int = 300_000) -> None:
         self.max_points = max_points

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from worldstereo.records import FrameObservation, FrameResult
+from worldstereo.frame_layers import LAYER_SIDE, FrameLayers, KeyframeThumb, small_image, to_u8
+from worldstereo.records import FrameObservation
 
 __all__ = [
     "DEFAULT_CAP_BYTES",
@@ -44,13 +44,12 @@ __all__ = [
     "GGMChange",
     "HistoryEntry",
     "KeyframeBook",
+    "KeyframeThumb",
     "MemoryHistory",
     "MemoryState",
     "PointRows",
 ]
 
-#: longer side, in pixels, of the layers and keyframe thumbnails kept per frame
-LAYER_SIDE = 128
 #: the history's default size bound (bytes)
 DEFAULT_CAP_BYTES = 256 * 2**20
 _FIELDS = ("pos", "rgb", "conf", "count", "last_seen", "observer")
@@ -178,68 +177,6 @@ class _SlotConfidence:
         return self.value
 
 
-def _small(t: torch.Tensor, side: int, mode: str) -> torch.Tensor:
-    """(C, H, W) resized so that its longer side is at most ``side``."""
-    h, w = t.shape[-2:]
-    scale = min(1.0, side / max(h, w))
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if size == (h, w):
-        return t
-    x = t.unsqueeze(0).float()
-    out = F.interpolate(x, size=size, mode="area") if mode == "area" else F.interpolate(x, size=size, mode="nearest")
-    return out[0]
-
-
-def _u8(image: torch.Tensor) -> np.ndarray:
-    """(3, h, w) float in [0, 1] -> (h, w, 3) uint8."""
-    return (image.clamp(0, 1).permute(1, 2, 0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-def disagreement_map(frame: FrameResult) -> tuple[torch.Tensor, float]:
-    """(H, W) |output - GGM render| (mean over colour channels) where the render had a point, 0 elsewhere, and its
-    mean over those pixels (nan where the render knew none)."""
-    known = ~frame.ggm_hole_mask[0]
-    diff = (frame.image.float() - frame.ggm_render.float()).abs().mean(0)
-    diff = torch.where(known, diff, torch.zeros_like(diff))
-    n = int(known.sum())
-    return diff, (float(diff.sum()) / n if n else float("nan"))
-
-
-@dataclass
-class FrameLayers:
-    """A frame's layers at :data:`LAYER_SIDE` (``h x w``): ``render`` and ``output`` (h, w, 3) uint8; ``holes`` (h, w)
-    bool (the render had no point); ``ssm`` (h, w) bool (colour from the SSM's views) or None; ``fill`` (h, w) uint8
-    pixel sources (:mod:`worldstereo.records`); ``disagreement`` (h, w) uint8, 255 = a difference of 1, and its mean
-    over the pixels the memory knew, at full size, ``mean_disagreement`` (nan without a render)."""
-
-    render: np.ndarray | None
-    holes: np.ndarray | None
-    ssm: np.ndarray | None
-    fill: np.ndarray
-    output: np.ndarray
-    disagreement: np.ndarray | None
-    mean_disagreement: float = float("nan")
-
-    @classmethod
-    def of(cls, frame: FrameResult, side: int = LAYER_SIDE) -> FrameLayers:
-        has_render = frame.ggm_render.numel() > 0 and frame.ggm_hole_mask.numel() > 0
-        output = _u8(_small(frame.image, side, "area"))
-        fill = _small(frame.source_map().float(), side, "nearest")[0].to(torch.uint8).numpy()
-        render = holes = dis = None
-        mean = float("nan")
-        if has_render:
-            render = _u8(_small(frame.ggm_render, side, "area"))
-            holes = _small(frame.ggm_hole_mask.float(), side, "nearest")[0].numpy() > 0.5
-            d, mean = disagreement_map(frame)
-            dis = (_small(d[None], side, "area")[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-        ssm = None if frame.ssm_mask is None else _small(frame.ssm_mask.float(), side, "nearest")[0].numpy() > 0.5
-        return cls(render, holes, ssm, fill, output, dis, mean)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.render, self.holes, self.ssm, self.fill, self.output, self.disagreement)
-                   if a is not None)
-
 
 @dataclass
 class HistoryEntry:
@@ -330,7 +267,7 @@ class HistoryState:
     entries: list[HistoryEntry]
     row_uids: np.ndarray
     next_uid: int
-    thumbnails: dict[int, np.ndarray]
+    thumbnails: dict[int, KeyframeThumb]
     path_names: dict[int, str]
 
 
@@ -347,8 +284,8 @@ class MemoryHistory:
         self.entries: list[HistoryEntry] = []
         self.row_uids = np.zeros(0, np.int64)
         self.next_uid = 0
-        self.thumbnails: dict[int, np.ndarray] = {}
-        """Frame id -> (h, w, 3) uint8 thumbnail of every keyframe stored since the base (kept after its eviction)."""
+        self.thumbnails: dict[int, KeyframeThumb] = {}
+        """Frame id -> thumbnail, label and camera of every keyframe stored since the base (kept after its eviction)."""
         self.path_names: dict[int, str] = {}
         """Path index -> a name (a world's trajectory); unnamed paths are ``path N``."""
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
@@ -383,7 +320,7 @@ class MemoryHistory:
     @property
     def nbytes(self) -> int:
         base = self.base.rows.nbytes + self.base.source_frame.nbytes if self.base is not None else 0
-        return base + sum(e.nbytes for e in self.entries) + sum(t.nbytes for t in self.thumbnails.values())
+        return base + sum(e.nbytes for e in self.entries) + sum(t.image.nbytes + 256 for t in self.thumbnails.values())
 
     # ------------------------------------------------------------------ start, capture, restore
     def begin(self, ggm: Any, ssm: Any, keyframes: list[Any], frame_id: int, source_frames: np.ndarray | int = -1) -> None:
@@ -414,7 +351,10 @@ class MemoryHistory:
         self._cache = None
 
     def _thumbnail(self, keyframe: Any) -> None:
-        self.thumbnails[int(keyframe.frame_id)] = _u8(_small(keyframe.image, LAYER_SIDE, "area"))
+        cam = keyframe.camera
+        self.thumbnails[int(keyframe.frame_id)] = KeyframeThumb(
+            to_u8(small_image(keyframe.image, LAYER_SIDE, "area")), str(keyframe.label or ""),
+            _np(cam.K[0]).astype(np.float64), _np(cam.w2c[0]).astype(np.float64), int(cam.width), int(cam.height))
 
     # ------------------------------------------------------------------ recording
     def before_commit(self, ggm: Any) -> tuple[int, int]:
@@ -527,6 +467,20 @@ class MemoryHistory:
             entry.ggm.merged.uids if entry is not None else np.zeros(0, np.int64),
             _rows(a, gone), _rows(a, now),
         )
+
+    def frame_of_steps(self, steps: np.ndarray) -> np.ndarray:
+        """The frame id at which the GGM's update ``steps`` (e.g. points' last seen) were taken (the base frame for the
+        base's own steps and before)."""
+        keys = [(self.base.step if self.base is not None else 0, self.base.frame_id if self.base is not None else 0)]
+        for e in self.entries:
+            if e.ggm.observe_step >= 0:
+                keys.append((e.ggm.observe_step, e.frame_id))
+            keys.append((e.ggm.step, e.frame_id))
+        order = sorted(keys)
+        at = np.array([k for k, _ in order], np.int64)
+        fr = np.array([f for _, f in order], np.int64)
+        idx = np.clip(np.searchsorted(at, np.asarray(steps, np.int64), side="right") - 1, 0, len(at) - 1)
+        return fr[idx]
 
     # ------------------------------------------------------------------ the bound
     def _enforce_cap(self) -> None:

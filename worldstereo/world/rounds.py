@@ -19,7 +19,7 @@ import torch
 
 from worldstereo.camera import CameraParameters
 from worldstereo.context import ContextState, GenerationContext
-from worldstereo.history import FrameLayers
+from worldstereo.frame_layers import FrameLayers
 from worldstereo.pipeline import Step, run_path
 from worldstereo.records import FrameObservation
 
