@@ -58,6 +58,16 @@ def status_has(page, elem: str, text: str, timeout: float = 120_000) -> None:
     page.wait_for_function(f"(document.querySelector('#{elem}')?.innerText || '').includes({text!r})", timeout=timeout)
 
 
+def changed_share(a: bytes, b: bytes, tolerance: int = 24) -> float:
+    """Share of pixels whose colour differs by more than ``tolerance`` in some channel between two same-size PNGs."""
+    import io
+
+    from PIL import Image
+
+    x, y = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16) for png in (a, b))
+    if x.shape != y.shape:
+        return 1.0
+    return float((np.abs(x - y).max(axis=2) > tolerance).mean())
 
 
 def covered_share(png: bytes, tolerance: int = 12) -> float:

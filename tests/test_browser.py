@@ -8,9 +8,12 @@ to a temporary folder: a test run never changes the repository.
 
 from __future__ import annotations
 
+import re
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 if not Path("/usr/bin/chromium").exists():
@@ -22,12 +25,15 @@ from app_harness import running_app  # noqa: E402
 from browser_helpers import (  # noqa: E402
     ARGS,
     CHROMIUM,
+    changed_share,
     colourful_pixels,
     element_shot,
     save_small,
     screen_position,
     status_has,
 )
+
+from ui.inspector import COLOUR_MODES  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -123,5 +129,79 @@ def test_first_minute_route(tmp_path):
             page.wait_for_timeout(1500)
             save_small(element_shot(page, iframe), "attention_3d.png", tmp_path, width=720)
             save_small(page.screenshot(full_page=False), "explorer.png", tmp_path)
+            # 5. the memory inspector (issue 32): the timeline is at the newest frame; Home scrubs to the start
+            _inspect_memories(page, session, iframe, tmp_path)
         finally:
             browser.close()
+
+
+def _points_in_label(page) -> int:
+    text = page.inner_text("#ws-timeline-label")
+    return int(re.search(r"([\d,]+) points", text).group(1).replace(",", ""))
+
+
+def _wait_changed(page, iframe, before: bytes, timeout: float = 15.0) -> bytes:
+    """The viewport's picture once it differs from ``before`` in at least 0.5% of its pixels (or the last one)."""
+    deadline = time.monotonic() + timeout
+    shot = element_shot(page, iframe)
+    while changed_share(before, shot) < 0.005 and time.monotonic() < deadline:
+        page.wait_for_timeout(400)
+        shot = element_shot(page, iframe)
+    return shot
+
+
+def _inspect_memories(page, session, iframe, tmp_path) -> None:
+    frames = session.timeline()
+    slider = page.locator("#ws-timeline input[type=range]")
+    assert int(slider.get_attribute("max")) == len(frames) - 1 and int(slider.input_value()) == len(frames) - 1
+    # keyboard steps: Home scrubs to the start, ArrowRight one frame on, End to the newest frame
+    cams = np.stack([r.camera.c2w[0, :3, 3].double().numpy() for r in session.frames])
+    session.viewport.frame_all(session.model.ggm.point_cloud.numpy(), must_see=cams)  # the whole memory in view
+    slider.focus()
+    page.evaluate("window.scrollTo(0, 0)")  # the viewport in view (keys go to the focused slider)
+    page.wait_for_timeout(2500)
+    before = element_shot(page, iframe)  # the live memories
+    page.keyboard.press("Home")
+    status_has(page, "ws-timeline-label", f"the start (frame id {frames[0]})", timeout=30_000)
+    first, drawn_first = _points_in_label(page), session.viewport.shown_points
+    shot = _wait_changed(page, iframe, before)
+    assert changed_share(before, shot) >= 0.005, "the viewport did not change with the timeline"
+    page.keyboard.press("ArrowRight")
+    status_has(page, "ws-timeline-label", f"frame id {frames[1]})", timeout=30_000)
+    page.keyboard.press("End")
+    status_has(page, "ws-timeline-label", f"frame id {frames[-1]})", timeout=30_000)
+    last, drawn_last = _points_in_label(page), session.viewport.shown_points
+    # the start holds fewer points than the newest frame's memories, and fewer are drawn
+    assert 0 < first < last == session.model.ggm.num_points, (first, last)
+    assert drawn_first < drawn_last, (drawn_first, drawn_last)
+    # each colour mode changes the viewport's pixels, with its legend
+    page.wait_for_timeout(1500)
+    previous = element_shot(page, iframe)
+    for mode in COLOUR_MODES[1:]:
+        legend = page.inner_html("#ws-legend")
+        page.locator("#ws-colour-mode label", has_text=mode).click()
+        page.wait_for_function(f"document.querySelector('#ws-legend').innerHTML !== {legend!r}", timeout=30_000)
+        shot = _wait_changed(page, iframe, previous)
+        assert changed_share(previous, shot) >= 0.005, f"colour mode {mode!r} left the viewport unchanged"
+        previous = shot
+    # the SSM bank lists the stored keyframes; the layers panel shows the frame's images
+    page.locator("#ws-inspector-panels").click()
+    bank = page.locator("#ws-bank .thumbnail-item")
+    bank.first.wait_for(timeout=30_000)
+    stored = session.model.history.state_at(frames[-1]).book.frame_ids
+    assert bank.count() == len(session._bank_frames) >= len(stored) > 0, (bank.count(), session._bank_frames, stored)
+    layers = page.locator("#ws-layers img")
+    layers.first.wait_for(timeout=30_000)
+    page.wait_for_function("[...document.querySelectorAll('#ws-layers img')].every(i => i.naturalWidth > 0)",
+                           timeout=30_000)
+    assert layers.count() >= 6  # render, holes, SSM, fill, output, disagreement
+    # a bank thumbnail marks its keyframe's camera in 3D
+    bank.first.click()
+    status_has(page, "ws-timeline-label", "Marked in 3D", timeout=30_000)
+    page.locator("#ws-colour-mode label", has_text="source frame").click()
+    page.evaluate("document.querySelector('#ws-colour-mode').scrollIntoView({block: 'end'})")
+    page.wait_for_timeout(1500)
+    save_small(page.screenshot(full_page=False), "inspector.png", tmp_path)
+    page.evaluate("document.querySelector('#ws-inspector-panels').scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)
+    save_small(element_shot(page, page.locator("#ws-inspector-panels")), "inspector_panels.png", tmp_path)

@@ -107,6 +107,7 @@ def test_the_page_as_a_new_user_finds_it(tmp_path, monkeypatch):
                 assert strip["x"] - 1 <= b["x"] and b["x"] + b["width"] <= strip["x"] + strip["width"] + 1, (i, b, strip)
             # a pixel click opens the attention panel and scrolls to it, below the engine line
             img = page.locator("#ws-frame img").first
+            img.scroll_into_view_if_needed()  # below the fold since the inspector sits under the 3D view
             b = img.bounding_box()
             page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
             status_has(page, "ws-att-msg", "attended to", timeout=30_000)

@@ -98,6 +98,8 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
     _viewport: Viewport | None = None
     _busy: threading.Lock = field(default_factory=threading.Lock)
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _final_status: str = ""
     _state_lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -382,11 +384,18 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
         """Ask the running generation to stop after the current frame (memories stay consistent)."""
         self._cancel.set()
 
+    def cancel_and_wait(self, timeout: float) -> str | None:
+        """:meth:`cancel`, then wait up to ``timeout`` s for the generation to stop; its final status line, or None
+        if it is still finishing its frame (the page then shows one answer, not a race of two)."""
+        self.cancel()
+        return self._final_status if self._stopped.wait(timeout) else None
+
     def generate(self, num_frames: int | None = None) -> Iterator[StreamUpdate]:
         """Generate the editor's path frame by frame; yields a :class:`StreamUpdate` per frame and a final one."""
         model = self._require_model()
         with self._exclusive():
             self._cancel.clear()
+            self._stopped.clear()
             res = self.current_path(num_frames)
             cams = res.cameras
             n = len(cams)
@@ -430,6 +439,8 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
                            f"{len(model.keyframes)} keyframes, SSM {100 * float(model.ssm.occupancy):.0f}% full.")
             if res.message:
                 status += " " + res.message
+            self._final_status = status
+            self._stopped.set()
             yield StreamUpdate(max(done - 1, 0), n, self.frames[-1] if self.frames else None, self._files(),
                                list(self.history), True, cancelled, status)
 

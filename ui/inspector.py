@@ -23,7 +23,14 @@ __all__ = [
 ]
 
 #: the cloud's colour modes, in the order the page lists them
-COLOUR_MODES = ("RGB", "source path", "observation count", "age", "confidence", "changes at this frame")
+COLOUR_MODES = ("RGB", "source path", "source frame", "observation count", "age", "confidence", "changes at this frame")
+#: a frame's colour in "source frame" mode, by frame id (matplotlib's tab20 without its greys, repeating)
+FRAME_COLOURS = [(31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44), (152, 223, 138),
+                 (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213), (140, 86, 75), (196, 156, 148),
+                 (227, 119, 194), (247, 182, 210), (188, 189, 34), (219, 219, 141),
+                 (23, 190, 207), (158, 218, 229)]
+#: frames named in the "source frame" legend (the newest)
+FRAME_LEGEND = 8
 #: the start's points, and the paths' colours in turn (categorical)
 START_COLOUR = (150, 150, 150)
 PATH_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -85,6 +92,18 @@ def colour_cloud(state: MemoryState, mode: str, history: MemoryHistory) -> Colou
         legend = _swatch(START_COLOUR, "the start") + "".join(
             _swatch(PATH_COLOURS[p % len(PATH_COLOURS)], history.path_name(p)) for p in seen)
         return ColouredCloud(pts, cols, legend)
+    if mode == "source frame":
+        src = state.source_frame.numpy()
+        cols = np.tile(np.array(START_COLOUR, np.uint8), (n, 1))
+        frames = [e.frame_id for e in history.entries if e.frame_id <= state.frame_id]
+        for fid in frames:
+            cols[src == fid] = FRAME_COLOURS[fid % len(FRAME_COLOURS)]
+        shown = frames[-FRAME_LEGEND:]
+        legend = _swatch(START_COLOUR, "the start") + "".join(
+            _swatch(FRAME_COLOURS[f % len(FRAME_COLOURS)], timeline_label(history, f).split(" (")[0]) for f in shown)
+        if len(frames) > len(shown):
+            legend += f" (the {len(shown)} newest of {len(frames)} frames; colours repeat every {len(FRAME_COLOURS)})"
+        return ColouredCloud(pts, cols, legend)
     if mode == "observation count":
         c = state.observation_counts.numpy()
         hi = max(float(np.percentile(c, 99)) if n else 1.0, 2.0)
@@ -123,9 +142,20 @@ def _framed(image: np.ndarray, colour: tuple[int, int, int], width: int = 4) -> 
     return out
 
 
+def _with_band(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """``image`` (h, w, 3) uint8 under a white band holding ``lines`` of text (the gallery's caption is one line,
+    cut at its width; the band keeps a keyframe's numbers readable at any width)."""
+    scale, step = 0.36, 13
+    h, w = image.shape[:2]
+    band = np.full((step * len(lines) + 4, w, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(band, line, (3, step * (i + 1) - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (30, 30, 30), 1, cv2.LINE_AA)
+    return np.concatenate([band, image], axis=0)
+
+
 def bank_items(state: MemoryState, history: MemoryHistory) -> list[tuple[np.ndarray, str]]:
-    """The SSM bank at a frame: every stored keyframe in bank order (thumbnail, caption with its tokens, last use and
-    importance), those this frame retrieved outlined with their attention share, then the keyframes evicted by then
+    """The SSM bank at a frame: every stored keyframe in bank order (thumbnail, caption with its tokens, last use on
+    the SSM's operation clock (what ``lru`` ranks) and importance), those this frame retrieved outlined with their attention share, then the keyframes evicted by then
     (greyed)."""
     e = state.entry
     shares = e.attention if e is not None else {}
@@ -137,17 +167,20 @@ def bank_items(state: MemoryState, history: MemoryHistory) -> list[tuple[np.ndar
         if thumb is None:
             continue
         name = thumb.label or f"frame {int(fid)}"
-        caption = f"{name}: {int(tokens)} tokens, last use {int(last)}, importance {float(imp):.2f}"
+        caption = f"{name}: {int(tokens)} tokens, last use at SSM clock {int(last)}, importance {float(imp):.2f}"
+        lines = [name, f"{int(tokens)} tokens, lru clock {int(last)}", f"importance {float(imp):.2f}"]
         image = thumb.image
         if int(fid) in shares or int(fid) in used:
             caption += f", retrieved: {shares.get(int(fid), 0.0):.0%} of the attention"
+            lines.append(f"retrieved: {shares.get(int(fid), 0.0):.0%} attn")
             image = _framed(image, (255, 200, 0))
-        items.append((image, caption))
+        items.append((_with_band(image, lines), caption))
     stored_then = {int(f) for f in book.frame_ids}
     for fid, thumb in history.thumbnails.items():
         if fid not in stored_then and fid <= state.frame_id:
             grey = cv2.cvtColor(cv2.cvtColor(thumb.image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-            items.append(((0.5 * grey + 110).astype(np.uint8), f"{thumb.label or f'frame {fid}'}: evicted"))
+            name = thumb.label or f"frame {fid}"
+            items.append((_with_band((0.5 * grey + 110).astype(np.uint8), [name, "evicted"]), f"{name}: evicted"))
     return items
 
 

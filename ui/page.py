@@ -46,6 +46,8 @@ the GGM render, its holes and the SSM's reference views); **oracle** renders the
 The line at the top always says which depth, generator, fill and device run, and why anything fell back."""
 
 VIEWPORT_HEIGHT = 560
+#: how long Cancel waits for the frame in progress to finish, so that it answers with the final status
+CANCEL_WAIT_S = 20.0
 
 #: the engine line stays in view while the page scrolls (what is scrolled to stops below it); the viewport takes the
 #: column's width; the frames strip wraps inside its panel
@@ -359,8 +361,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
         def on_cancel(request: gr.Request) -> str:
             s = manager.peek(request.session_hash)
             if s is not None and s.busy:
-                s.cancel()
-                return "Cancelling after the current frame..."
+                final = s.cancel_and_wait(CANCEL_WAIT_S)
+                return f"**{final}**" if final is not None else "Cancelling after the current frame..."
             return "Nothing is running."
 
         def on_undo(request: gr.Request) -> dict[Any, Any]:

@@ -59,11 +59,14 @@ def inspector_panels(ui: InspectorUI) -> InspectorUI:
     """The SSM bank and the layers at the chosen frame (below the charts)."""
     with gr.Accordion("Memory at the chosen frame: the SSM bank and the frame's layers", open=False,
                       elem_id="ws-inspector-panels"):
-        ui.bank = gr.Gallery(label="SSM bank, in bank order (outlined: retrieved by this frame; grey: evicted by then; "
-                                   "click one to mark its camera in 3D)", columns=6, height=220, object_fit="contain",
+        gr.Markdown("**The SSM bank**, in bank order: outlined, the keyframes this frame retrieved (with their share of "
+                    "its attention); grey, those evicted by then. Click one to mark its camera in 3D.")
+        ui.bank = gr.Gallery(label="SSM bank", show_label=False, columns=6, height=300, object_fit="contain",
                              elem_id="ws-bank", allow_preview=False)
-        ui.layers = gr.Gallery(label="This frame's layers", columns=4, height=260, object_fit="contain",
-                               elem_id="ws-layers", allow_preview=False)
+        gr.Markdown("**This frame's layers**: the GGM render, its holes, what the SSM's views supplied, where each pixel "
+                    "came from, the output, and where the output disagrees with the render on pixels the memory knew.")
+        ui.layers = gr.Gallery(label="This frame's layers", show_label=False, columns=7, height=230,
+                               object_fit="contain", elem_id="ws-layers", allow_preview=False)
     return ui
 
 
