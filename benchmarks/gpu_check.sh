@@ -6,7 +6,9 @@
 #    Wan2.1-VACE weights, or the tiny random pipeline on CUDA without them, with its time breakdown;
 # 3. the warp tier through the CLI with the memories on the GPU: 21 frames at 512x384, wall and user
 #    seconds (aims: <= 3 s, user <= 2x wall), and the same pinned to 2 cores;
-# 4. start-up: command to first frame with no Hub (benchmarks/bench_startup.py; aim <= 6 s there).
+# 4. start-up: command to first frame with no Hub (benchmarks/bench_startup.py; aim <= 6 s there);
+# 5. the splat fit (worldstereo splats fit) of a small world: iterations per second, held-out PSNR / SSIM
+#    before and after (needs gsplat's CUDA kernels: the CUDA toolkit builds them on first use).
 # Every step runs even if one before it fails; the exit status is the first failure's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +29,9 @@ for pin in "${pins[@]}"; do
 done
 rm -rf "$out"
 python -m benchmarks startup --runs 1; note $?
+world=$(mktemp -d)
+HF_HUB_OFFLINE=1 python -m worldstereo.cli world --image "$image" --size 512x384 --frames 21 --trajectories 2 \
+  --depth-backend prior --fill telea --generator warp --no-ray --no-mesh --quiet --out "$world/D"; note $?
+python -m worldstereo.cli splats fit "$world/D" --iterations 2000; note $?
+rm -rf "$world"
 exit "$status"

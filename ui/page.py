@@ -15,7 +15,15 @@ import gradio as gr
 from ui import plots
 from ui.config import WORKING_SIZES, AppConfig
 from ui.engine_status import NOT_STARTED
-from ui.explorer import DEPTH_CHOICES, GENERATOR_CHOICES, BusyError, Session, StreamUpdate, default_generator
+from ui.explorer import (
+    DEPTH_CHOICES,
+    DISPLAY_MODES,
+    GENERATOR_CHOICES,
+    BusyError,
+    Session,
+    StreamUpdate,
+    default_generator,
+)
 from ui.page_inspector import inspector_panels, inspector_timeline, timeline_update, wire_inspector
 from ui.path_editor import read_path_file
 from ui.samples import (
@@ -168,6 +176,8 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                     progress = gr.Markdown("", elem_id="ws-progress")
                     frames_3d = gr.Checkbox(True, label="Frames in 3D (the generated frames' and the path's frustums)",
                                             elem_id="ws-frames-3d", scale=0, min_width=260)
+                    display = gr.Radio(list(DISPLAY_MODES), value="Points", label="Memory drawn as", show_label=False,
+                                       container=False, elem_id="ws-display", scale=0, min_width=170)
                 insp = inspector_timeline()
                 with gr.Row():
                     current = gr.Image(label="Frame (click a pixel for its attention)", interactive=False,
@@ -412,6 +422,12 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
                 out = {att_msg: fail(exc)}
             return {**out, att_acc: gr.Accordion(open=True)}
 
+        def on_display(mode: str, request: gr.Request) -> dict[Any, Any]:
+            try:
+                return {progress: session(request).set_display(mode)}
+            except USER_ERRORS as exc:
+                return {status: fail(exc)}
+
         def on_frames_3d(visible: bool, request: gr.Request) -> None:
             s = manager.peek(request.session_hash if request is not None else None)
             if s is not None:
@@ -484,6 +500,7 @@ def build_page(manager: SessionManager, config: AppConfig) -> gr.Blocks:
             fn=None, inputs=None, outputs=None, js=SCROLL_TO_ATTENTION, api_name=False)  # opened, and scrolled to
         mode.change(on_mode, mode, [preset, amount], api_name=False, queue=False)
         frames_3d.input(on_frames_3d, frames_3d, None, api_name=False, queue=False)
+        display.input(on_display, display, [progress, status], api_name="display", trigger_mode="always_last")
         gallery.select(on_gallery_select, None, [current, shown], api_name=False)
         att_api = gr.Button(visible=False)
         att_x = gr.Number(visible=False)

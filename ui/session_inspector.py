@@ -106,4 +106,4 @@ class Inspection:
         """Leave the inspector: the live memories and every frame."""
         model = self._require_model()
         self.viewport.end_inspection()
-        self.viewport.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+        self.viewport.show_memory(model.context)

@@ -85,7 +85,7 @@ class WorldBuilding:
             while (line := updates.get()) is not None:
                 yield line, None
             worker.join()
-            self.viewport.show_cloud(model.ggm.point_cloud, model.ggm.point_colors)
+            self.viewport.show_memory(model.context)
             if "error" in result:
                 if isinstance(result["error"], KeyboardInterrupt):
                     yield f"World cancelled after {len(done)} of {total} trajectories (they are kept in memory).", None

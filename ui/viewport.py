@@ -159,8 +159,12 @@ class EditorCallbacks:
 class Viewport(InspectionDrawing):
     """One viser server (loopback only) and the scene of one session (the inspector's drawing: ``InspectionDrawing``)."""
 
-    def __init__(self, max_points: int = 300_000) -> None:
+    def __init__(self, max_points: int = 300_000, max_splats: int = 300_000) -> None:
         self.max_points = max_points
+        self.max_splats = max_splats
+        #: how the memories are drawn: "points" (the live cloud) or "splats" (redrawn after each path)
+        self.display = "points"
+        self.shown_splats = 0
         self.server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
         self.port = self.server.get_port()
         self.scene_scale = 1.0
@@ -273,6 +277,41 @@ class Viewport(InspectionDrawing):
             )
             self.shown_points = len(cloud.points)
         return cloud
+
+    def show_splats(self, centers: np.ndarray, covariances: np.ndarray, rgbs: np.ndarray, opacities: np.ndarray) -> None:
+        """Show the memories as Gaussian splats in place of the points: (N, 3) centres, (N, 3, 3) covariances,
+        (N, 3) RGB in [0, 1], (N, 1) opacities (at most :data:`MAX_VIEW_SPLATS`: the session merges to it)."""
+        with self._lock:
+            for name in self._recent:
+                self.server.scene.remove_by_name(name)
+            self._recent, self._recent_points = [], 0
+            for name in ("/ggm/new", "/ggm/points"):
+                self.server.scene.remove_by_name(name)
+            self.server.scene.add_gaussian_splats("/ggm/splats", centers=centers.astype(np.float32),
+                                                  covariances=covariances.astype(np.float32),
+                                                  rgbs=rgbs.astype(np.float32), opacities=opacities.astype(np.float32))
+            self.shown_points = 0
+            self.shown_splats = len(centers)
+
+    def hide_splats(self) -> None:
+        """Back to points (the caller redraws the cloud)."""
+        with self._lock:
+            self.server.scene.remove_by_name("/ggm/splats")
+            self.shown_splats = 0
+
+    def show_memory(self, ctx: Any) -> None:
+        """Draw a generation context's GGM as :attr:`display` says: the points (a subset of at most
+        :attr:`max_points`), or splats merged to at most :attr:`max_splats` (:mod:`worldstereo.splats`)."""
+        from worldstereo.splats.sources import splats_from_context
+
+        ggm = ctx.ggm
+        if self.display != "splats" or ggm.num_points == 0:
+            self.hide_splats()
+            self.show_cloud(ggm.point_cloud, ggm.point_colors)
+            return
+        g, _ = splats_from_context(ctx, self.max_splats)
+        self.show_splats(g.means.numpy(), g.covariances().numpy(), g.colors.clamp(0, 1).numpy(),
+                         g.opacities.numpy()[:, None])
 
     @property
     def point_size(self) -> float:

@@ -1,5 +1,5 @@
 """The ``worldstereo`` command line: one module per command (:mod:`.generate`, :mod:`.scenes`,
-:mod:`.panorama`, :mod:`.download`, :mod:`.eval`), shared parts in :mod:`.common` and :mod:`.camera_files`.
+:mod:`.panorama`, :mod:`.download`, :mod:`.eval`, :mod:`.world`, :mod:`.batch`, :mod:`.splats`), shared parts in :mod:`.common` and :mod:`.camera_files`.
 
 Commands::
 
@@ -10,6 +10,8 @@ Commands::
     worldstereo panorama split PANO --out DIR [--depth D]   # the official 27-view pano bank
     worldstereo world (--image I | --panorama P | --example E) [--plan plan.json] [--trajectories N] --out D
     worldstereo batch INPUTS... --out D [--preset NAME | --camera FILE] [--workers N] [--ray-address ADDR] [--no-ray]
+    worldstereo splats export SRC --out FILE.ply|FILE.splat [--max-splats N]   # a world, a run or a snapshot
+    worldstereo splats fit D [--iterations N]  # fit a world's splats on a CUDA GPU
     worldstereo scenes                         # list the procedural scenes
     worldstereo scenes render NAME --out DIR   # image.png, depth.png (16-bit mm), depth.npy, camera.json
     worldstereo download-weights [--device auto|cpu|cuda|all] [--generator vace]   # fill the Hugging Face cache for offline use
@@ -32,6 +34,7 @@ from worldstereo.cli.eval import add_eval_parser
 from worldstereo.cli.generate import add_generate_parser
 from worldstereo.cli.panorama import add_panorama_parser
 from worldstereo.cli.scenes import add_scenes_parser
+from worldstereo.cli.splats import add_splats_parser
 from worldstereo.cli.world import add_world_parser
 from worldstereo.trajectory import subsample
 
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="worldstereo", description="WorldStereo Explorer: camera-guided scene exploration with memory.")
     # its own action (parents share action objects, and a default set here would leak into the subcommands)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="{generate,world,batch,scenes,panorama,eval,download-weights}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="{generate,world,batch,splats,scenes,panorama,eval,download-weights}")
     add_generate_parser(sub, common)
     add_scenes_parser(sub, common)
     add_download_parser(sub, common)
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_panorama_parser(sub, common)
     add_world_parser(sub, common)
     add_batch_parser(sub, common)
+    add_splats_parser(sub, common)
     return parser
 
 

@@ -23,6 +23,7 @@ from worldstereo.cli.common import (
     positive_int,
     write_rerun,
 )
+from worldstereo.splats.surfels import DEFAULT_MAX_SPLATS
 from worldstereo.trajectory import subsample
 
 __all__ = ["add_world_parser", "world_command"]
@@ -44,7 +45,8 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             "the last one stopped.\n\n"
             "Outputs in D/world/: the input views and every frame whose pose is new: images/, depths/ (16-bit\n"
             "millimetres, 0 = unknown or guessed), masks/ (0 where a fallback filled), transforms.json\n"
-            "(nerfstudio), pointcloud.ply; D/world.json says what is done."
+            "(nerfstudio), pointcloud.ply, splats.ply (3D Gaussian splats of the memories), sparse/0/ (a COLMAP\n"
+            "model) and mesh.glb (TSDF fusion of the depths); D/world.json says what is done."
         ),
     )
     src = w.add_mutually_exclusive_group(required=True)
@@ -73,6 +75,10 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     w.add_argument("--seed", type=int, default=0, help="random seed")
     add_ray_arguments(w)
     add_rerun_argument(w)
+    w.add_argument("--max-splats", type=positive_int, default=DEFAULT_MAX_SPLATS, metavar="N",
+                   help=f"budget of D/world/splats.ply (default {DEFAULT_MAX_SPLATS:,}); below the point count "
+                        "neighbours merge into larger discs")
+    w.add_argument("--no-mesh", action="store_true", help="skip D/world/mesh.glb (TSDF fusion of the depths)")
     w.add_argument("--quiet", action="store_true", help="no progress bars and no notes")
     w.set_defaults(func=world_command, align_scale=False)
 
@@ -148,6 +154,7 @@ def world_command(args: argparse.Namespace) -> int:
     """Run ``worldstereo world`` from parsed arguments; returns the exit status."""
     from worldstereo.cli.generate import make_generator_from_args
     from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
+    from worldstereo.world.extras import ExtrasOptions
     from worldstereo.world.runner import WorldError, build_world
 
     if args.out.exists() and not args.out.is_dir():
@@ -200,11 +207,13 @@ def world_command(args: argparse.Namespace) -> int:
     try:
         summary = build_world(plan, args.out, fingerprint, make_model, read_cameras, progress=not args.quiet,
                               log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)),
-                              executor=executor, split_rounds=args.plan is None)
+                              executor=executor, split_rounds=args.plan is None,
+                              extras=ExtrasOptions(args.max_splats, mesh=not args.no_mesh))
     except WorldError as exc:
         raise CliError(str(exc)) from None
     write_rerun(args, built[-1])
     repeated = f" ({summary.skipped} repeating a pose left out)" if summary.skipped else ""
+    extras = ", splats.ply, sparse/0" + ("" if args.no_mesh else ", mesh.glb")
     print(f"world: {summary.frames} frames{repeated}, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
-          f"{summary.dataset / 'pointcloud.ply'}")
+          f"{summary.dataset / 'pointcloud.ply'}{extras}")
     return 0

@@ -59,8 +59,9 @@ def voxel_downsample(points: torch.Tensor, colors: torch.Tensor, voxel: float) -
 
 
 def write_point_cloud_budget(path: str | os.PathLike, points: torch.Tensor, colors: torch.Tensor, start_voxel: float,
-                             budget: int = POINT_BUDGET) -> tuple[Path, int, float]:
-    """Write ``points`` voxel-downsampled to at most ``budget`` points; returns (path, points written, voxel side; 0 = none)."""
+                             budget: int = POINT_BUDGET) -> tuple[Path, torch.Tensor, torch.Tensor, float]:
+    """Write ``points`` voxel-downsampled to at most ``budget`` points; returns (path, the points (M, 3) and colours
+    (M, 3) written, voxel side; 0 = none)."""
     voxel = 0.0
     pts, cols = points, colors
     if pts.shape[0] > budget:
@@ -70,7 +71,8 @@ def write_point_cloud_budget(path: str | os.PathLike, points: torch.Tensor, colo
             if pts.shape[0] <= budget:
                 break
             voxel *= 2.0
-    return write_point_cloud(path, pts, cols.clamp(0, 1)), int(pts.shape[0]), voxel
+    cols = cols.clamp(0, 1)
+    return write_point_cloud(path, pts, cols), pts, cols, voxel
 
 
 def frame_entry(file_path: str, depth_path: str, camera: CameraParameters) -> dict[str, Any]:

@@ -77,12 +77,14 @@ class DatasetWriter:
         scene_depth: the world's scene depth (scales the pose tolerance).
         frames: ``transforms.json`` items written so far, each with its ``trajectory``.
         skipped: frames not written because their pose repeats an earlier one: ``{trajectory, frame, same_as}``.
+        cloud: the points and colours of ``pointcloud.ply`` once :meth:`finish` wrote it.
     """
 
     folder: Path
     scene_depth: float
     frames: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    cloud: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         for sub in SUBFOLDERS:
@@ -126,9 +128,12 @@ class DatasetWriter:
         return written
 
     def finish(self, points: torch.Tensor, colors: torch.Tensor, merge_threshold: float) -> tuple[int, float]:
-        """``pointcloud.ply`` (voxel-downsampled to its budget) and ``transforms.json``; returns (points, voxel side)."""
-        ply, n, voxel = write_point_cloud_budget(self.folder / "pointcloud.ply", points.detach().cpu(),
-                                                 colors.detach().cpu(), start_voxel=merge_threshold)
+        """``pointcloud.ply`` (voxel-downsampled to its budget) and ``transforms.json``; returns (points, voxel side).
+        The cloud written is kept as :attr:`cloud` ((M, 3) points, (M, 3) colours in [0, 1])."""
+        ply, pts, cols, voxel = write_point_cloud_budget(self.folder / "pointcloud.ply", points.detach().cpu(),
+                                                         colors.detach().cpu(), start_voxel=merge_threshold)
+        self.cloud = (pts, cols)
+        n = int(pts.shape[0])
         write_transforms(self.folder / "transforms.json",
                          [{k: v for k, v in f.items() if k != "trajectory"} for f in self.frames], ply.name)
         return n, voxel

@@ -10,7 +10,9 @@ Layout of the output folder ``D``::
     D/plan.json             the plan as it runs (edit it and pass --plan)
     D/state/current/        the memories after the last finished trajectory (a snapshot)
     D/state/round-start/    the memories the current round began with, only while a round is half done
-    D/world/                the dataset: images/, depths/, masks/, transforms.json, pointcloud.ply
+    D/world/                the dataset: images/, depths/, masks/, transforms.json, pointcloud.ply; once the
+                            world is complete also splats.ply, sparse/0/ (COLMAP) and mesh.glb
+                            (:mod:`worldstereo.world.extras`)
 
 Rounds: every trajectory of a round starts from the memories the round began with, and the trajectories
 are folded in plan order (:mod:`worldstereo.world.rounds`). Before a round runs, :mod:`.overlap` forecasts
@@ -42,6 +44,7 @@ from worldstereo.model import WorldStereo
 from worldstereo.pipeline import Step
 from worldstereo.snapshot import read_snapshot_config, restore_snapshot
 from worldstereo.world.export import DatasetWriter
+from worldstereo.world.extras import ExtrasOptions, write_extras
 from worldstereo.world.overlap import round_overlap, split_round
 from worldstereo.world.plan import Trajectory, WorldPlan
 from worldstereo.world.rounds import Generated, RoundBase, fold, generate_from
@@ -156,6 +159,7 @@ def build_world(
     on_step: Callable[[str, Step], None] | None = None,
     executor: Executor | None = None,
     split_rounds: bool = True,
+    extras: ExtrasOptions | None = None,
 ) -> WorldSummary:
     """Run ``plan`` into ``out`` (see the module docstring), resuming what an earlier run finished.
 
@@ -175,6 +179,8 @@ def build_world(
             come back, and are folded, in plan order.
         split_rounds: split a round whose trajectories would contradict each other (default plans); False keeps
             the plan's rounds and warns once (a plan given by the user).
+        extras: what a finished world writes beside its dataset (``splats.ply``, ``sparse/0``, ``mesh.glb``:
+            :mod:`worldstereo.world.extras`); None: the defaults (2M splats, the mesh).
     Raises:
         WorldError: ``out`` holds another world, or its state cannot be read back.
     """
@@ -295,6 +301,7 @@ def build_world(
             r += 1
         seconds = time.perf_counter() - t0
         points, voxel = writer.finish(ctx.ggm.point_cloud, ctx.ggm.point_colors, ctx.merge_threshold)
+        meta["exports"] = write_extras(folder / "world", ctx, writer.cloud, extras or ExtrasOptions(), note)
     except BaseException as exc:
         meta.update(reason="interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}")
         try:
