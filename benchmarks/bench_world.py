@@ -1,7 +1,8 @@
 """A world from a panorama with the default plan (4 walks out and back, 21 frames each) at 416 x 240.
 
 Ours: ``worldstereo.world.build_world`` (rounds: every walk from the round's start, folded in plan
-order; frames, depths and snapshots written; the dataset exported), ``warp`` + Telea, the offline
+order; frames, depths and snapshots written; the dataset exported, with its splats, COLMAP model and mesh,
+whose times and sizes are printed too), ``warp`` + Telea, the offline
 room prior, the synthetic room's panorama (1024 x 512; rendered before the clock starts). Figure:
 frames per second over the whole build (start excluded). Reference: the same four walks generated
 one after another with ``WorldStereo.generate`` and nothing written: what the world's rounds, files
@@ -39,21 +40,31 @@ if sys.argv[1] == "ours":
     with tempfile.TemporaryDirectory() as d:
         s = build_world(plan, d, {"input": "bench"}, lambda start: model, progress=False)
         frames, points = s.frames - 1, s.points
+        exports = json.load(open(d + "/world.json"))["exports"]
 else:
     frames = 0
     for t in plan.trajectories:
         frames += sum(1 for _ in model.generate(plan.preset_cameras(t, model.start_camera, model.scene_depth)))
     points = model.ggm.num_points
+    exports = {}
 seconds = time.perf_counter() - t1
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 print(json.dumps({"seconds": seconds, "frames": frames, "fps": frames / seconds, "start_s": start_s,
-                  "rss_mb": rss_mb, "points": points}))
+                  "rss_mb": rss_mb, "points": points, "exports": exports}))
 """
 
 
 def _run(mode: str) -> dict:
     out = subprocess.run([sys.executable, "-c", _WORLD, mode], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _exports(ex: dict) -> str:
+    """The extras' figures: the mesh's time and size (aim: at most 20 s), the splats', the COLMAP model's."""
+    m, sp, c = ex["mesh"], ex["splats"], ex["colmap"]
+    return (f"mesh {m['seconds']:.1f} s (aim <= 20 s), {m['bytes'] / 2**20:.1f} MiB, {m['vertices']:,} vertices, "
+            f"voxel {m['voxel']:.4f}, grid {'x'.join(map(str, m['grid']))}; splats {sp['seconds']:.1f} s, "
+            f"{sp['bytes'] / 2**20:.1f} MiB; COLMAP {c['seconds']:.1f} s")
 
 
 def run() -> BenchResult:
@@ -69,5 +80,5 @@ def run() -> BenchResult:
         aim="figures for the README",
         extra=(f"{ours['frames']} frames in {ours['seconds']:.1f} s after a {ours['start_s']:.1f} s start, peak RSS "
                f"{ours['rss_mb']:.0f} MB, {ours['points']:,} points in the exported cloud "
-               f"(reference: {ref['seconds']:.1f} s, {ref['rss_mb']:.0f} MB)"),
+               f"(reference: {ref['seconds']:.1f} s, {ref['rss_mb']:.0f} MB); " + _exports(ours["exports"])),
     )

@@ -149,3 +149,19 @@ def test_the_history_is_bounded_oldest_detail_first():
     assert not dropped or max(dropped) < min(kept, default=10**9)  # the oldest frames' layers went first
     st = h.state_at(h.frame_ids[-1])
     assert torch.equal(st.points, model.ggm.point_cloud)
+
+
+def test_a_frame_that_only_reobserves_after_an_eviction_keeps_the_history_in_step():
+    """A memory at capacity: some commits add no point (only re-observations), and the GGM's eviction mask of an
+    earlier update must not be read for them (it was, and a long exploration stopped with 'history out of step')."""
+    v = get_scene("room").start_view(128, 96)
+    model = WorldStereo(WorldStereoConfig(width=128, height=96, generator="warp", fill="telea", depth_backend="prior",
+                                          max_points=12_000))
+    model.start(v.image, v.depth, v.camera)
+    cams = trajectory.preset("orbit_left", model.start_camera, 12, scene_depth=model.scene_depth, angle=40.0)
+    steps = list(model.generate(cams))
+    assert sum(s.memory.points_evicted for s in steps) > 0
+    assert any(s.memory.points_added == 0 for s in steps)
+    state = model.history.state_at(steps[-1].frame_id)
+    assert torch.equal(state.points, model.ggm.point_cloud.cpu())
+    assert state.evicted.uids.shape[0] == sum(s.memory.points_evicted for s in steps)

@@ -373,7 +373,9 @@ class MemoryHistory:
         n_pre = n0 + int(stats.get("num_added", 0))  # rows before eviction: the old ones, then the appended
         pre_uids = np.concatenate([self.row_uids, np.arange(self.next_uid, self.next_uid + n_pre - n0, dtype=np.int64)])
         self.next_uid += n_pre - n0
-        keep = np.ones(n_pre, bool) if kept is None else kept.numpy()
+        # ``last_kept`` belongs to the GGM's last update: a commit without one (only re-observations) evicted nothing
+        evicted_now = int(stats.get("num_evicted", 0)) > 0
+        keep = kept.numpy() if evicted_now and kept is not None else np.ones(n_pre, bool)
         if keep.shape[0] != n_pre:
             raise RuntimeError(f"history out of step with the GGM: {keep.shape[0]} rows before eviction, {n_pre} expected")
         self.row_uids = pre_uids[keep]
