@@ -12,6 +12,7 @@ import httpx
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -21,6 +22,7 @@ from app_harness import running_app  # noqa: E402
 
 from worldstereo.formats import read_camera_json, read_point_cloud  # noqa: E402
 from worldstereo.model import WorldStereo  # noqa: E402
+from worldstereo.splats import read_splats  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +50,12 @@ def test_sample_generate_stream_and_downloads(app, tmp_path):
     assert len(outs[-1][1]) == 5  # gallery of the path's frames
     files, msg = c.predict(api_name="/export")
     by_name = {Path(f).name: Path(f) for f in files}
-    assert set(by_name) == {"video.mp4", "pointcloud.ply", "pointcloud.glb", "cameras.json", "camera_path.json", "memory_snapshot.zip"}
+    assert set(by_name) == {"video.mp4", "pointcloud.ply", "pointcloud.glb", "splats.ply", "cameras.json",
+                            "camera_path.json", "memory_snapshot.zip"}
     model = next(iter(built.sessions._sessions.values())).model
     assert len(read_point_cloud(by_name["pointcloud.ply"]).points) == model.ggm.num_points
+    splats = read_splats(by_name["splats.ply"])  # one disc per point, where the points are
+    assert len(splats) == model.ggm.num_points and torch.equal(splats.means, model.ggm.point_cloud.float())
     cams, _ = read_camera_json(by_name["cameras.json"])
     assert len(cams) == 5
     assert len(imageio.mimread(by_name["video.mp4"])) == 5
