@@ -132,7 +132,7 @@ def test_first_minute_route(tmp_path):
             save_small(page.screenshot(full_page=False), "explorer.png", tmp_path)
             # 5. the memory inspector (issue 32): the timeline is at the newest frame; Home scrubs to the start
             _inspect_memories(page, session, iframe, tmp_path)
-            # 6. the memories drawn as splats, and back to points (issue 33)
+            # 6. the memories as splats cover more of the same view than as points (issue 33)
             _splats_cover_more(page, session, iframe, tmp_path)
         finally:
             browser.close()
@@ -230,6 +230,6 @@ def _splats_cover_more(page, session, iframe, tmp_path) -> None:
     save_small(splats, "splats.png", tmp_path, width=720)
     save_small(points, "points.png", tmp_path, width=720)
     assert changed_share(splats, points) >= 0.02  # the switch redraws the memories
-    # splats reach about as far as the points (drawn 1.6 spacings wide) from this distance; not yet further (the
-    # aim of issue 33: measured 0.66 against 0.67 of the view)
-    assert covered_share(splats) > covered_share(points) - 0.04, (covered_share(splats), covered_share(points))
+    # from the same camera the splats leave fewer background pixels than the points (measured 0.679 against 0.672
+    # of the view, the rest being the memory's true holes and the space around it)
+    assert covered_share(splats) > covered_share(points) + 0.003, (covered_share(splats), covered_share(points))

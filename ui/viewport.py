@@ -61,6 +61,8 @@ VIEW_RISE = 0.25
 KEYFRAME_SCALE = 0.03
 #: points are drawn this many times their median spacing across (so that neighbours touch, without gaps)
 POINT_SPACING_FACTOR = 1.6
+#: the viewport's splats are at least this share of the points' drawn size wide (sigma; they fade out near 2.4 sigma)
+DISPLAY_SIGMA = 0.5
 
 
 def free_port() -> int:
@@ -159,7 +161,7 @@ class EditorCallbacks:
 class Viewport(InspectionDrawing):
     """One viser server (loopback only) and the scene of one session (the inspector's drawing: ``InspectionDrawing``)."""
 
-    def __init__(self, max_points: int = 300_000, max_splats: int = 300_000) -> None:
+    def __init__(self, max_points: int = 300_000, max_splats: int = 100_000) -> None:
         self.max_points = max_points
         self.max_splats = max_splats
         #: how the memories are drawn: "points" (the live cloud) or "splats" (redrawn after each path)
@@ -310,6 +312,10 @@ class Viewport(InspectionDrawing):
             self.show_cloud(ggm.point_cloud, ggm.point_colors)
             return
         g, _ = splats_from_context(ctx, self.max_splats)
+        # drawn at least as wide as the points would be: a disc's in-plane sigma of at least DISPLAY_SIGMA of the
+        # points' drawn size reaches past a point's square edge before it fades (the file keeps the fitted sizes)
+        floor = DISPLAY_SIGMA * POINT_SPACING_FACTOR * point_spacing(g.means.numpy())
+        g.log_scales[:, :2] = torch.clamp_min(g.log_scales[:, :2], math.log(max(floor, 1e-12)))
         self.show_splats(g.means.numpy(), g.covariances().numpy(), g.colors.clamp(0, 1).numpy(),
                          g.opacities.numpy()[:, None])
 
