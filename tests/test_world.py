@@ -178,9 +178,10 @@ def test_cli_world_from_a_panorama_and_refusals(tmp_path, capsys):
     pano = render_panorama("room", 256, antialias=1)
     write_image_png(tmp_path / "pano.png", pano.image)
     args = ["world", "--panorama", str(tmp_path / "pano.png"), "--trajectories", "2", "--frames", "3",
-            "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior", "--quiet", "--no-ray"]
+            "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior", "--quiet", "--no-ray", "--no-mesh"]
     assert main([*args, "--out", str(tmp_path / "w")]) == 0
     meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert "mesh" not in meta["exports"] and not (tmp_path / "w" / "world" / "mesh.glb").exists()
     assert meta["complete"] and meta["done"] == ["walk_000", "walk_180"] and meta["start"]["kind"] == "panorama"
     assert WorldPlan.load(tmp_path / "w" / "plan.json").to_json() == panorama_plan(2, 3).to_json()
     data = json.loads((tmp_path / "w" / "world" / "transforms.json").read_text())
