@@ -269,16 +269,19 @@ class Viewport(InspectionDrawing):
         """Replace the whole cloud by its LOD subset (drops the recent/new chunks)."""
         cloud = view_subset(points, colors, self.max_points)
         with self._lock:
-            for name in self._recent:
-                self.server.scene.remove_by_name(name)
-            self._recent, self._recent_points = [], 0
-            self.server.scene.remove_by_name("/ggm/new")
             self._point_size = POINT_SPACING_FACTOR * point_spacing(cloud.points) or 0.006 * self.scene_scale
-            self.server.scene.add_point_cloud(
-                "/ggm/points", cloud.points, cloud.colors, point_size=self.point_size, precision="float32"
-            )
-            self.shown_points = len(cloud.points)
+            self._replace_points(cloud)
         return cloud
+
+    def _replace_points(self, cloud: ViewCloud) -> None:
+        """Draw ``cloud`` as the whole cloud at :attr:`point_size`, dropping the recent/new chunks (lock held)."""
+        for name in self._recent:
+            self.server.scene.remove_by_name(name)
+        self._recent, self._recent_points = [], 0
+        self.server.scene.remove_by_name("/ggm/new")
+        self.server.scene.add_point_cloud("/ggm/points", cloud.points, cloud.colors, point_size=self.point_size,
+                                          precision="float32")
+        self.shown_points = len(cloud.points)
 
     def show_splats(self, centers: np.ndarray, covariances: np.ndarray, rgbs: np.ndarray, opacities: np.ndarray) -> None:
         """Show the memories as Gaussian splats in place of the points: (N, 3) centres, (N, 3, 3) covariances,

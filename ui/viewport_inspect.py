@@ -41,13 +41,7 @@ class InspectionDrawing:
         live cloud's point size); returns how many are drawn."""
         cloud = view_subset(points, colors, self.max_points)
         with self._lock:
-            for name in self._recent:
-                self.server.scene.remove_by_name(name)
-            self._recent, self._recent_points = [], 0
-            self.server.scene.remove_by_name("/ggm/new")
-            self.server.scene.add_point_cloud("/ggm/points", cloud.points, cloud.colors, point_size=self.point_size,
-                                              precision="float32")
-            self.shown_points = len(cloud.points)
+            self._replace_points(cloud)
         return self.shown_points
 
     def show_frames_until(self, frame_id: int, K: np.ndarray | None = None, w2c: np.ndarray | None = None,

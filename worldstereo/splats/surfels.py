@@ -1,8 +1,8 @@
 """Splats from the memories without training: each GGM point becomes a flat disc (a surfel) on its surface.
 
 * **mean**: the point; **colour**: its colour (degree-0 SH); **opacity**: from its confidence,
-  ``OPACITY_FLOOR + (OPACITY_CEIL - OPACITY_FLOOR) * confidence`` (0.6 to 0.99) (a guessed surface, confidence 0.2-0.3, is still
-  the only surface there: confidence shades a splat, it does not hide it);
+  ``OPACITY_FLOOR + (OPACITY_CEIL - OPACITY_FLOOR) * confidence``, 0.6 to 0.99 (a guessed surface, confidence
+  0.2-0.3, is still the only surface there: confidence shades a splat, it does not hide it);
 * **normal**: the smallest principal axis of the point's :data:`NEIGHBOURS` nearest neighbours (a plane fit),
   turned towards the camera that last observed the point (where the neighbours lie on a line, the direction to
   that camera);
@@ -15,9 +15,9 @@
   its merge distance and a budget merges more: the stored points are sparser than the pixels that made them.
   The footprint bounds it so that an isolated point (a fly-away at a depth edge) does not grow into a large
   disc. With points on a grid of spacing d (mean distance to 8 neighbours 1.21 d), discs of 0.6 d give an
-  accumulated opacity of 0.94 or more everywhere between them. Rendered from the frames of a bicycle world
-  (256 x 192), they cover 98.9% of each frame (the GGM's point render: 98.1%) but blur it: 22.6 dB against the
-  point render's 25.5 dB (``python -m benchmarks splats``);
+  accumulated opacity of 0.94 or more everywhere between them. Rendered at the frames of a bicycle world
+  (256 x 192), they cover 99.2% of each frame (the GGM's point render: 98.1%) but blur it: 22.7 dB against the
+  point render's 24.4 dB (``python -m benchmarks splats``);
 * thickness: :data:`FLATNESS` times the radius.
 
 A budget below the point count merges neighbours first (:func:`merge_to_budget`: mean position and colour per
@@ -49,11 +49,9 @@ __all__ = [
 
 #: the default budget (splats), as Marble's larger export
 DEFAULT_MAX_SPLATS = 2_000_000
-#: neighbours of the plane fit (and of the spacing); where they lie on a line (a slanted depth map's pixel row)
+#: neighbours of the plane fit and of the spacing; where they lie on a line (a slanted depth map's pixel row)
 #: the normal is the direction to the observer
 NEIGHBOURS = 8
-#: neighbours whose mean distance gives the spacing
-SPACING_NEIGHBOURS = 8
 #: disc radius (standard deviation) per mean distance to the 8 nearest neighbours (0.6 of a grid's spacing)
 SPACING_FACTOR = 0.5
 #: a neighbourhood whose middle principal axis is below this share of the largest is a line: no plane to fit
@@ -220,7 +218,7 @@ def surfels_from_points(points: torch.Tensor, colors: torch.Tensor, confidence: 
         normals = normals.float()
         linear = vals[:, 1] < LINEAR * vals[:, 2].clamp_min(1e-30)
         normals[linear] = float("nan")  # replaced below by the direction to the observer
-        spacing = dist[:, :SPACING_NEIGHBOURS].mean(dim=1)
+        spacing = dist.mean(dim=1)
     else:  # too few points for a plane: discs facing their observers, sized by what there is
         normals = obs - pts
         spacing = torch.full((m,), float(voxel) or 1e-3)
