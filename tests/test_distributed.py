@@ -99,6 +99,7 @@ def test_batch_a_bad_input_fails_only_its_entry_and_a_rerun_skips_what_is_comple
     assert _batch(tmp_path) == 2
     rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())}
     assert rows["photo0"]["status"] == rows["photo1"]["status"] == "complete" and rows["photo0"]["frames"] == 3
+    assert rows["photo1"]["input"] == str(tmp_path / "photo1.png") and os.path.isabs(rows["photo1"]["input"])
     assert rows["broken"]["status"] == "failed" and "not an image file" in rows["broken"]["error"]
     assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == "input,name,status,frames,seconds,error"
     before = (tmp_path / "out" / "photo0" / "run.json").stat().st_mtime_ns
@@ -156,3 +157,17 @@ def test_batch_on_a_two_node_cluster(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+
+def test_batch_results_are_named_after_the_input_or_its_folder(tmp_path):
+    """Official examples are all ``image.png`` in named folders: they are named after the folder."""
+    from pathlib import Path
+
+    from worldstereo.cli.batch import _names
+
+    ex = "assets/examples/reconstruction"
+    inputs = [f"{ex}/Caterpillar/image.png", f"{ex}/bicycle/image.png", f"{ex}/Caterpillar", tmp_path / "garden.jpg",
+              tmp_path / "image" / "IMAGE.png", tmp_path / "Room 1" / "pano.jpg", tmp_path / "a" / "photo0.png"]
+    assert _names([Path(p) for p in inputs]) == ["Caterpillar", "bicycle", "Caterpillar-2", "garden", "IMAGE",
+                                                 "Room_1", "photo0"]

@@ -2,7 +2,9 @@
 ``--camera``) on Ray, embedded or on a cluster; ``D/summary.json`` and ``D/summary.csv`` say how each went.
 
 An input is an image, a panorama (2:1) or pano bank, an example folder, or a text file listing them
-(one per line, ``#`` comments). Results go to ``D/<input name>/``. A bad input fails its own entry,
+(one per line, ``#`` comments). Results go to ``D/<name>/``: the input's file name, or its folder's name where
+the file name says nothing (``Caterpillar/image.png`` -> ``Caterpillar``); ``summary.csv`` keeps each input's full
+path. A bad input fails its own entry,
 with its error in the summary, never the batch; a task whose worker dies is retried by Ray; a rerun
 skips results that are complete (their ``run.json`` / ``world.json`` say so); Ctrl-C cancels what
 is pending and leaves finished results whole.
@@ -33,7 +35,7 @@ from worldstereo.cli.common import (
 )
 from worldstereo.cli.world import add_ray_arguments
 
-__all__ = ["add_batch_parser", "batch_command", "expand_inputs", "run_input"]
+__all__ = ["add_batch_parser", "batch_command", "expand_inputs", "input_name", "run_input"]
 
 SUMMARY_FIELDS = ("input", "name", "status", "frames", "seconds", "error")
 
@@ -79,11 +81,34 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return out
 
 
+#: file names that say nothing of their input (an official example is ``<name>/image.png``): the folder names it
+GENERIC_STEMS = frozenset({"image", "img", "input", "photo", "picture", "pic", "rgb", "color", "colour", "frame", "view",
+                           "pano", "panorama", "equirect", "scene", "example", "start", "first", "source"})
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64].strip(".")
+
+
+def _is_generic(stem: str) -> bool:
+    """A file name that says nothing of its input: a word of :data:`GENERIC_STEMS`, in any case."""
+    return stem.lower() in GENERIC_STEMS
+
+
+def input_name(path: Path) -> str:
+    """A result folder's name for an input: its stem (``bicycle.jpg`` -> ``bicycle``), or its folder's name where the
+    stem is generic (``Caterpillar/image.png`` -> ``Caterpillar``); an example or bank folder is its own name."""
+    stem = path.name if path.is_dir() else path.stem
+    if _is_generic(stem) and _safe(path.resolve().parent.name) and not _is_generic(path.resolve().parent.name):
+        stem = path.resolve().parent.name
+    return _safe(stem) or "input"
+
+
 def _names(inputs: list[Path]) -> list[str]:
-    """Unique folder names: the input's stem (``photo``), with ``-2``, ``-3``... where two share one."""
+    """Unique folder names (:func:`input_name`), with ``-2``, ``-3``... where two share one."""
     names, seen = [], {}
     for p in inputs:
-        base = re.sub(r"[^A-Za-z0-9_.-]", "_", p.stem or p.name or "input")[:64] or "input"
+        base = input_name(p)
         n = seen.get(base, 0) + 1
         seen[base] = n
         names.append(base if n == 1 else f"{base}-{n}")
@@ -204,7 +229,7 @@ def batch_command(args: argparse.Namespace) -> int:
     pending: list[int] = []
     for i, (path, name) in enumerate(zip(inputs, names, strict=True)):
         ok, frames = _complete(out / name)
-        rows.append({"input": str(path), "name": name, "status": "complete (earlier run)" if ok else "pending",
+        rows.append({"input": str(path.absolute()), "name": name, "status": "complete (earlier run)" if ok else "pending",
                      "frames": frames, "seconds": 0.0, "error": ""})
         if not ok:
             pending.append(i)
