@@ -1,12 +1,13 @@
 """A world from a panorama with the default plan (4 walks out and back, 21 frames each) at 416 x 240.
 
 Ours: ``worldstereo.world.build_world`` (rounds: every walk from the round's start, folded in plan
-order; frames, depths and snapshots written; the dataset exported, with its splats, COLMAP model and mesh,
-whose times and sizes are printed too), ``warp`` + Telea, the offline
-room prior, the synthetic room's panorama (1024 x 512; rendered before the clock starts). Figure:
-frames per second over the whole build (start excluded). Reference: the same four walks generated
-one after another with ``WorldStereo.generate`` and nothing written: what the world's rounds, files
-and exports cost on top. Each runs in a fresh process so that its peak RSS is its own.
+order; frames, depths, masks, each finished walk's observations and the round's snapshot written), ``warp``
++ Telea, the offline room prior, the synthetic room's panorama (1024 x 512; rendered before the clock
+starts). Figure: generated frames per second over the rounds (``WorldSummary.seconds``: the start, and the
+exports a finished world writes once, excluded; the exports' times and sizes, the splats, the COLMAP model and
+the mesh, are printed beside it, with the whole build's time). Reference: the same four walks generated one after
+another with ``WorldStereo.generate`` and nothing written: what the world's rounds and files cost on top. Aim: at
+least 0.9x. Each runs in a fresh process so that its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ t1 = time.perf_counter()
 if sys.argv[1] == "ours":
     with tempfile.TemporaryDirectory() as d:
         s = build_world(plan, d, {"input": "bench"}, lambda start: model, progress=False)
-        frames, points = s.frames - 1, s.points
+        frames, points, rounds_s = sum(len(plan.preset_cameras(t, model.start_camera, model.scene_depth))
+                                       for t in plan.trajectories), s.points, s.seconds
         exports = json.load(open(d + "/world.json"))["exports"]
 else:
     frames = 0
@@ -48,8 +50,10 @@ else:
     points = model.ggm.num_points
     exports = {}
 seconds = time.perf_counter() - t1
+if sys.argv[1] != "ours":
+    rounds_s = seconds
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-print(json.dumps({"seconds": seconds, "frames": frames, "fps": frames / seconds, "start_s": start_s,
+print(json.dumps({"seconds": seconds, "frames": frames, "fps": frames / rounds_s, "rounds_s": rounds_s, "start_s": start_s,
                   "rss_mb": rss_mb, "points": points, "exports": exports}))
 """
 
@@ -77,8 +81,10 @@ def run() -> BenchResult:
         reference="the same walks with generate(), nothing written",
         reference_value=ref["fps"],
         ratio=ours["fps"] / ref["fps"],
-        aim="figures for the README",
-        extra=(f"{ours['frames']} frames in {ours['seconds']:.1f} s after a {ours['start_s']:.1f} s start, peak RSS "
+        aim=">= 0.9x",
+        aim_ratio=0.9,
+        extra=(f"{ours['frames']} frames in {ours['rounds_s']:.1f} s of rounds ({ours['seconds']:.1f} s with the exports) "
+               f"after a {ours['start_s']:.1f} s start, peak RSS "
                f"{ours['rss_mb']:.0f} MB, {ours['points']:,} points in the exported cloud "
                f"(reference: {ref['seconds']:.1f} s, {ref['rss_mb']:.0f} MB); " + _exports(ours["exports"])),
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,7 @@ def test_world_dataset_geometry_through_transforms_json(tmp_path):
     assert len(data["frames"]) == 1 + 3 + 3 and summary.skipped == 2 and data["ply_file_path"] == "pointcloud.ply"
     assert (data["w"], data["h"]) == (W, H) and data["depth_unit_scale_factor"] == 0.001
     assert sorted(p.name for p in (tmp_path / "w" / "state").iterdir()) == ["current"]  # one snapshot between rounds
+    assert json.loads((tmp_path / "w" / "state" / "current" / "round.json").read_text())["round"] == 2
     model = WorldStereo.load(tmp_path / "w" / "state" / "current")
     pts = model.ggm.point_cloud.double()
     cols = model.ggm.point_colors.double()
@@ -143,13 +145,22 @@ def test_resume_generates_only_what_is_left_and_matches_an_uninterrupted_world(t
     partial = json.loads((tmp_path / "w" / "world" / "transforms.json").read_text())
     assert [f["file_path"] for f in partial["frames"]] == ["images/input_000.png", "images/a_001.png", "images/a_002.png"]
     assert (tmp_path / "w" / "world" / "pointcloud.ply").is_file()
-    # a half-done round keeps what it began with beside the memories so far: two snapshots at most
-    assert sorted(p.name for p in (tmp_path / "w" / "state").iterdir()) == ["current", "round-start"]
+    # a half-done round keeps the memories it began with (one snapshot per round) and each finished trajectory
+    state = tmp_path / "w" / "state"
+    assert sorted(p.name for p in state.iterdir()) == ["current", "done"]
+    assert json.loads((state / "current" / "round.json").read_text())["round"] == 0
+    assert [p.name for p in (state / "done").iterdir()] == ["a.safetensors"]
+    good = (state / "done" / "a.safetensors").read_bytes()
+    (state / "done" / "a.safetensors").write_bytes(good[: len(good) // 2])  # a damaged result: one clear error
+    with pytest.raises(WorldError, match=r"a\.safetensors: cannot be read back as a finished trajectory"):
+        _room_world(Counting(inner), plan, tmp_path / "w", split_rounds=False)
+    (state / "done" / "a.safetensors").write_bytes(good)
     notes: list[str] = []
     second = Counting(inner)
     summary = _room_world(second, plan, tmp_path / "w", split_rounds=False, log=notes.append)
     assert notes[0].startswith("resuming: 1 of 3") and notes[1].startswith("depth: ") and notes[2].startswith("generator: ")
-    assert second.calls == 6 and summary.trajectories == ["b", "c"]  # only the rest ran
+    assert second.calls == 6 and summary.trajectories == ["b", "c"]  # only the rest ran ("a" folded from its file)
+    assert sorted(p.name for p in state.iterdir()) == ["current"]
     whole = Counting(inner)
     straight = _room_world(whole, plan, tmp_path / "x", split_rounds=False)
     assert whole.calls == 9 and straight.points == summary.points
@@ -209,3 +220,25 @@ def test_cli_world_from_a_panorama_and_refusals(tmp_path, capsys):
     assert "broken.json: broken JSON" in capsys.readouterr().err
     with pytest.raises(WorldError, match="holds another world"):
         _room_world(make_generator(_config()).generator, panorama_plan(1, 3), tmp_path / "w")
+
+
+def test_a_run_stopped_while_saving_a_round_resumes_from_the_newest_complete_snapshot(tmp_path):
+    """The end of a round saves ``next``, swaps it in for ``current`` and removes the round's results: stopped
+    anywhere in that, the newest complete snapshot (``round.json`` written last) is the one resumed from."""
+    from worldstereo.world.runner import WorldError, _State
+
+    plan = WorldPlan(((Trajectory("a", "orbit_left", {"angle": 15.0}),),), frames=3)
+    _room_world(make_generator(_config()).generator, plan, tmp_path / "w")
+    state = _State(tmp_path / "w" / "state")
+    assert state.newest() == (state.current, {"round": 1, "evictions": 0})
+    state.current.rename(state.next)  # stopped between the two renames: the new one is still "next"
+    shutil.copytree(state.next, state.previous)
+    (state.previous / "round.json").write_text('{"round": 0, "evictions": 0}')
+    assert state.newest()[0] == state.next
+    shutil.copytree(state.next, state.current)
+    (state.current / "round.json").unlink()  # unfinished: no round.json
+    assert state.newest()[0] == state.next
+    for folder in (state.next, state.previous):
+        shutil.rmtree(folder)
+    with pytest.raises(WorldError, match="no memories this version can resume from"):
+        state.newest()

@@ -28,6 +28,8 @@ history at its state.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,10 +292,21 @@ class MemoryHistory:
         """Path index -> a name (a world's trajectory); unnamed paths are ``path N``."""
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
         self._slot_confidence = _SlotConfidence()
+        self._paused = False
 
     @property
     def enabled(self) -> bool:
         return self.cap_bytes > 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Commits inside record nothing (a world's trajectory, whose commits the fold replaces; restore a capture
+        afterwards: the history no longer matches the memories)."""
+        before, self._paused = self._paused, True
+        try:
+            yield
+        finally:
+            self._paused = before
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -364,7 +377,7 @@ class MemoryHistory:
     def record(self, ggm: Any, ssm: Any, keyframes: list[Any], before: tuple[int, int], obs: FrameObservation,
                keyframe: bool, path_index: int, frame_id: int, stats: dict[str, int], observed: bool) -> None:
         """Append the change one commit made (called by the generation context after it)."""
-        if not self.enabled or self.base is None:
+        if not self.enabled or self.base is None or self._paused:
             return
         n0, step0 = before
         step = ggm.step

@@ -23,6 +23,7 @@ one of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,13 @@ class DatasetWriter:
                 return f["file_path"]
         return None
 
-    def _write(self, stem: str, trajectory: str, image: np.ndarray, depth: torch.Tensor, mask: np.ndarray, camera) -> None:
+    def _write_files(self, stem: str, image: np.ndarray, depth: torch.Tensor, mask: np.ndarray) -> None:
         write_image_png(self.folder / "images" / f"{stem}.png", image)
         write_depth_png(self.folder / "depths" / f"{stem}.png", depth)
         _mask_png(self.folder / "masks" / f"{stem}.png", mask)
+
+    def _write(self, stem: str, trajectory: str, image: np.ndarray, depth: torch.Tensor, mask: np.ndarray, camera) -> None:
+        self._write_files(stem, image, depth, mask)
         entry = frame_entry(f"images/{stem}.png", f"depths/{stem}.png", camera)
         self.frames.append(entry | {"mask_path": f"masks/{stem}.png", "trajectory": trajectory})
 
@@ -113,7 +117,15 @@ class DatasetWriter:
     def write_trajectory(self, name: str, observations: list[FrameObservation]) -> int:
         """A trajectory's frames (``NAME_NNN``, ``NNN`` its frame index), but those repeating a pose; returns how
         many were written."""
-        written = 0
+        return self.start_trajectory(name, observations)()
+
+    def start_trajectory(self, name: str, observations: list[FrameObservation]) -> Callable[[], int]:
+        """:meth:`write_trajectory` with the files written on a background thread (PNG encoding lets the caller's
+        work go on: a world folds the trajectory meanwhile); returns ``wait``, which waits for the files and gives
+        how many frames were written (it raises what writing raised). :attr:`frames` holds the entries at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = []
         for i, obs in enumerate(observations):
             entry = frame_entry("", "", obs.camera)
             same = self._repeats(np.asarray(entry["transform_matrix"]))
@@ -123,9 +135,31 @@ class DatasetWriter:
             f = obs.frame
             depth = f.supervised_depth()
             depth = torch.where(disparity_edges(f.depth.unsqueeze(0), EDGE_DISPARITY)[0], torch.zeros_like(depth), depth)
-            self._write(f"{name}_{i:03d}", name, _uint8(f.image), depth, f.trained_mask()[0].cpu().numpy(), obs.camera)
-            written += 1
-        return written
+            stem = f"{name}_{i:03d}"
+            jobs.append((stem, _uint8(f.image), depth, f.trained_mask()[0].cpu().numpy()))
+            self.frames.append(frame_entry(f"images/{stem}.png", f"depths/{stem}.png", obs.camera)
+                               | {"mask_path": f"masks/{stem}.png", "trajectory": name})
+
+        def write_all() -> None:
+            for stem, image, depth, mask in jobs:
+                self._write_files(stem, image, depth, mask)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-writer")
+        future = pool.submit(write_all)
+        pool.shutdown(wait=False)
+
+        def wait() -> int:
+            future.result()
+            return len(jobs)
+
+        return wait
+
+    def keep_only(self, trajectories: set[str]) -> None:
+        """Forget the entries of trajectories not in ``trajectories`` (the input views stay): a run stopped before
+        it recorded a trajectory as finished generates it again."""
+        keep = trajectories | {"input"}
+        self.frames[:] = [f for f in self.frames if f["trajectory"] in keep]
+        self.skipped[:] = [f for f in self.skipped if f["trajectory"] in keep]
 
     def finish(self, points: torch.Tensor, colors: torch.Tensor, merge_threshold: float) -> tuple[int, float]:
         """``pointcloud.ply`` (voxel-downsampled to its budget) and ``transforms.json``; returns (points, voxel side).

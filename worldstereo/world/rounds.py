@@ -55,9 +55,10 @@ def generate_from(
     ctx.restore(base.state)
     record: list[tuple[FrameObservation, bool]] = []
     steps: Iterator[Step] = run_path(ctx, generator, cameras, len(cameras), record=record)
-    for step in steps:
-        if on_step is not None:
-            on_step(step)
+    with ctx.history.paused():  # the fold records these frames; the trajectory's own commits are thrown away
+        for step in steps:
+            if on_step is not None:
+                on_step(step)
     kept = []
     nothing = torch.zeros(0)
     for obs, is_key in record:

@@ -8,8 +8,10 @@ Layout of the output folder ``D``::
                             "complete": false with a "reason" until the end, "partial": true when an
                             interrupted run exported what it had finished
     D/plan.json             the plan as it runs (edit it and pass --plan)
-    D/state/current/        the memories after the last finished trajectory (a snapshot)
-    D/state/round-start/    the memories the current round began with, only while a round is half done
+    D/state/current/        the memories after the last finished round (a snapshot, saved once per round), and
+                            round.json: the index of the round they start
+    D/state/done/           each finished trajectory of the running round (its frames' observations,
+                            :mod:`worldstereo.world.results`), only while a round is half done
     D/world/                the dataset: images/, depths/, masks/, transforms.json, pointcloud.ply; once the
                             world is complete also splats.ply, sparse/0/ (COLMAP) and mesh.glb
                             (:mod:`worldstereo.world.extras`)
@@ -20,8 +22,9 @@ which of its trajectories would invent content another one sees; with ``split_ro
 such a round is split into successive rounds (said in a note, written to ``D/plan.json``); a plan given
 by the user keeps its rounds, with one warning naming the overlapping trajectories.
 
-A rerun with the same input and settings resumes: finished trajectories are not generated again, and the
-memories come back from ``state/``. A folder holding another world is refused, naming what differs. Every
+A rerun with the same input and settings resumes: finished trajectories are not generated again: the
+memories come back from ``state/current`` and the finished trajectories of a half-done round are folded again from
+``state/done``. A folder holding another world is refused, naming what differs. Every
 file is written atomically and ``world.json`` after each finished trajectory, so Ctrl-C leaves every
 finished trajectory whole, and the dataset of what finished (``transforms.json``, ``pointcloud.ply``) is
 written then too, marked partial.
@@ -47,6 +50,7 @@ from worldstereo.world.export import DatasetWriter
 from worldstereo.world.extras import ExtrasOptions, write_extras
 from worldstereo.world.overlap import round_overlap, split_round
 from worldstereo.world.plan import Trajectory, WorldPlan
+from worldstereo.world.results import ResultError, read_generated, write_generated
 from worldstereo.world.rounds import Generated, RoundBase, fold, generate_from
 
 #: runs a round: (context, generator, round base, [(name, cameras)], per-frame callback) -> Generated per job, in order
@@ -55,7 +59,7 @@ Executor = Callable[[GenerationContext, Any, RoundBase, list[tuple[str, CameraPa
 
 __all__ = ["Executor", "WorldError", "WorldSummary", "build_world", "run_locally"]
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 
 class WorldError(ValueError):
@@ -125,27 +129,61 @@ def _load_state(model: WorldStereo, folder: Path, evictions: int) -> None:
 
 
 class _State:
-    """``D/state``: ``current`` (the memories after the last finished trajectory) and, while a round is half done,
-    ``round-start`` (what it began with). At most two snapshots, only one between rounds."""
+    """``D/state``: ``current``, the memories a round starts from (after every earlier round), saved once per round,
+    with ``round.json`` (that round's index and the GGM's eviction count); and ``done/<name>.safetensors``, each
+    trajectory of the running round that finished (:mod:`worldstereo.world.results`), which a resumed run folds
+    instead of generating again.
+
+    A round's end saves ``next`` (``round.json`` last: a folder without it is unfinished), then swaps it in for
+    ``current`` and removes the round's results; a run stopped anywhere in that leaves one complete snapshot of the
+    newest round, which :meth:`load_newest` finds."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.current = folder / "current"
-        self.round_start = folder / "round-start"
+        self.next = folder / "next"
+        self.previous = folder / "previous"
+        self.done = folder / "done"
 
-    def save_current(self, model: WorldStereo, keep_as_round_start: bool) -> None:
-        """Save the memories as ``current``; the ``current`` they replace becomes ``round-start`` first when asked
-        (the round's first fold: ``current`` held the round's start until now)."""
-        if keep_as_round_start and self.current.is_dir() and not self.round_start.is_dir():
-            self.current.rename(self.round_start)
-        model.save(self.current)
+    def save(self, model: WorldStereo, round_index: int) -> None:
+        """Save the memories as the start of round ``round_index`` and make them ``current``."""
+        shutil.rmtree(self.next, ignore_errors=True)
+        model.save(self.next)
+        info = {"round": round_index, "evictions": model.context.ggm_evictions}
+        write_text_atomic(self.next / "round.json", json.dumps(info) + "\n")
+        shutil.rmtree(self.previous, ignore_errors=True)
+        if self.current.is_dir():
+            self.current.rename(self.previous)
+        self.next.rename(self.current)
+        shutil.rmtree(self.previous, ignore_errors=True)
+        shutil.rmtree(self.done, ignore_errors=True)
 
-    def current_or_round_start(self) -> Path:
-        """``current``, or ``round-start`` where a run stopped between renaming it and writing the new ``current``."""
-        return self.current if self.current.is_dir() else self.round_start
+    def newest(self) -> tuple[Path, dict[str, int]]:
+        """The complete snapshot of the newest round (``current``, or ``next`` / ``previous`` of a run stopped while
+        swapping them) and its ``round.json``."""
+        found = []
+        for folder in (self.current, self.next, self.previous):
+            try:
+                info = json.loads((folder / "round.json").read_text(encoding="utf-8"))
+                found.append((int(info["round"]), int(info["evictions"]), folder))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        if not found:
+            raise WorldError(f"{self.folder} holds no memories this version can resume from; use another --out")
+        r, evictions, folder = max(found, key=lambda x: x[0])
+        return folder, {"round": r, "evictions": evictions}
 
-    def end_round(self) -> None:
-        shutil.rmtree(self.round_start, ignore_errors=True)
+    def result_path(self, name: str) -> Path:
+        return self.done / f"{name}.safetensors"
+
+    def save_result(self, name: str, generated: Generated) -> None:
+        write_generated(self.result_path(name), generated)
+
+    def read_result(self, name: str) -> Generated:
+        try:
+            return read_generated(self.result_path(name))
+        except ResultError as exc:
+            raise WorldError(f"{exc}; use another --out") from None
 
 
 def build_world(
@@ -218,17 +256,20 @@ def build_world(
         meta = {"version": WORLD_VERSION, "complete": False, "partial": False,
                 "reason": "running (a run that stops leaves this)", "fingerprint": fingerprint, "plan": plan_json,
                 "plan_run": plan_json, "start": _start_info(model), "done": [], "frames": writer.frames,
-                "skipped": writer.skipped, "folded_evictions": 0, "round_base": None}
-        state.save_current(model, keep_as_round_start=False)
+                "skipped": writer.skipped}
+        state.save(model, 0)
         save_meta()
+        first_round = 0
     else:
         model = make_model(False)
         note(f"resuming: {len(meta['done'])} of {len(plan.trajectories)} trajectories already done")
         for line in _start_lines(meta.get("start", {}), model):
             note(line)
-        _load_state(model, state.current_or_round_start(), meta["folded_evictions"])  # may rebuild model.context
+        snapshot, info = state.newest()
+        _load_state(model, snapshot, info["evictions"])  # may rebuild model.context
         ctx = model.context
         writer = DatasetWriter(folder / "world", ctx.scene_depth, meta["frames"], meta["skipped"])
+        first_round = info["round"]
     run_plan = WorldPlan.from_json(meta["plan_run"], plan.root)
     run_plan.save(folder / "plan.json")  # the plan that runs, to edit and run again
     meta.update(complete=False, reason="running (a run that stops leaves this)")
@@ -240,32 +281,24 @@ def build_world(
                    file=sys.stderr, disable=not progress, dynamic_ncols=True)
     folded = ctx.capture()
     try:
-        r = 0
+        r = first_round
         while r < len(run_plan.rounds):
             rnd = run_plan.rounds[r]
+            base = RoundBase.of(ctx)  # the memories hold this round's start
+            finished = [t for t in rnd if t.name in done]  # by an earlier run (a prefix: results fold in plan order)
             todo = [t for t in rnd if t.name not in done]
-            if not todo:
-                r += 1
-                continue
-            rb = meta.get("round_base")
-            if rb is not None and rb["round"] == r:  # resuming inside this round: its base is on disk
-                if state.round_start.is_dir():
-                    _load_state(model, state.round_start, rb["evictions"])
-                base = RoundBase(ctx.capture(), rb["num_points"], rb["evictions"])
-                ctx.restore(folded)
-            else:
-                base = RoundBase.of(ctx)
+            if len(rnd) > 1 and not finished:
                 cams = {t.name: _cameras(run_plan, t, model, read_cameras) for t in rnd}
-                if len(rnd) > 1:
-                    split = _split(run_plan, r, cams, ctx, split_rounds, note)
-                    if split is not None:
-                        run_plan = split
-                        meta["plan_run"] = run_plan.to_json()
-                        run_plan.save(folder / "plan.json")
-                        save_meta()
-                        continue  # the same round index, now its first part
-                meta["round_base"] = {"round": r, "num_points": base.num_points, "evictions": base.evictions}
-                save_meta()
+                split = _split(run_plan, r, cams, ctx, split_rounds, note)
+                if split is not None:
+                    run_plan = split
+                    meta["plan_run"] = run_plan.to_json()
+                    run_plan.save(folder / "plan.json")
+                    save_meta()
+                    continue  # the same round index, now its first part
+            for t in finished:
+                fold(ctx, base, state.read_result(t.name), name=t.name)
+            folded = ctx.capture()
             jobs = [(t.name, _cameras(run_plan, t, model, read_cameras)) for t in todo]
             bar = tqdm(total=sum(len(c) for _, c in jobs), desc=f"round {r + 1}", unit="frame", file=sys.stderr,
                        disable=not progress, dynamic_ncols=True, leave=False)
@@ -275,19 +308,19 @@ def build_world(
                 if on_step is not None:
                     on_step(name, step)
 
-            results = (executor or run_locally)(ctx, model.generator, base, jobs, step_done)
-            for k, (t, result) in enumerate(zip(todo, results, strict=True)):
-                written = writer.write_trajectory(t.name, [obs for obs, _ in result.observations])
+            results = (executor or run_locally)(ctx, model.generator, base, jobs, step_done) if jobs else iter(())
+            for t, result in zip(todo, results, strict=True):
+                wait_written = writer.start_trajectory(t.name, [obs for obs, _ in result.observations])
                 if executor is not None:
                     bar.update(len(result.observations))
+                state.save_result(t.name, result)  # what a resumed run folds instead of generating it again
                 ctx.restore(folded)
-                fold(ctx, base, result, name=t.name)
-                folded = ctx.capture()
-                state.save_current(model, keep_as_round_start=k < len(todo) - 1)
+                fold(ctx, base, result, name=t.name)  # while its files are written
+                written = wait_written()
                 meta["done"].append(t.name)
-                meta["folded_evictions"] = ctx.ggm_evictions
                 save_meta()
                 done.add(t.name)
+                folded = ctx.capture()  # (what an interrupted run exports: the finished trajectories)
                 generated.append(t.name)
                 overall.update(1)
                 repeated = len(result.observations) - written
@@ -295,9 +328,7 @@ def build_world(
                                                                      if repeated else "")
                      + f", memory {ctx.ggm.num_points:,} points")
             bar.close()
-            state.end_round()
-            meta["round_base"] = None
-            save_meta()
+            state.save(model, r + 1)  # once per round
             r += 1
         seconds = time.perf_counter() - t0
         points, voxel = writer.finish(ctx.ggm.point_cloud, ctx.ggm.point_colors, ctx.merge_threshold)
@@ -306,6 +337,7 @@ def build_world(
         meta.update(reason="interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}")
         try:
             ctx.restore(folded)  # the memories of what finished
+            writer.keep_only(done)
             meta["points"], meta["voxel"] = writer.finish(ctx.ggm.point_cloud, ctx.ggm.point_colors, ctx.merge_threshold)
             meta["partial"] = True
             save_meta()
