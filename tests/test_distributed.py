@@ -102,6 +102,12 @@ def test_batch_a_bad_input_fails_only_its_entry_and_a_rerun_skips_what_is_comple
     assert rows["photo1"]["input"] == str(tmp_path / "photo1.png") and os.path.isabs(rows["photo1"]["input"])
     assert rows["broken"]["status"] == "failed" and "not an image file" in rows["broken"]["error"]
     assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == "input,name,status,frames,seconds,error"
+    # warm workers: a process builds its depth model and generator once, for the first input it runs
+    by_pid: dict[int, list[int]] = {}
+    for r in rows.values():
+        by_pid.setdefault(r["pid"], []).append(r["models_built"])
+    assert all(sum(1 for b in built if b) <= 1 for built in by_pid.values()), by_pid
+    assert rows["broken"]["models_built"] == 0
     before = (tmp_path / "out" / "photo0" / "run.json").stat().st_mtime_ns
     assert _batch(tmp_path) == 2
     rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())}
@@ -171,3 +177,34 @@ def test_batch_results_are_named_after_the_input_or_its_folder(tmp_path):
               tmp_path / "image" / "IMAGE.png", tmp_path / "Room 1" / "pano.jpg", tmp_path / "a" / "photo0.png"]
     assert _names([Path(p) for p in inputs]) == ["Caterpillar", "bicycle", "Caterpillar-2", "garden", "IMAGE",
                                                  "Room_1", "photo0"]
+
+
+def test_a_warm_worker_builds_its_models_once_and_gives_the_same_frames(tmp_path, monkeypatch):
+    """Two inputs run as one worker's tasks: the second reuses the first's depth model and generator, and its
+    frames are those of a cold run."""
+    from worldstereo.backends import warm
+    from worldstereo.cli.batch import run_input
+
+    _inputs(tmp_path)
+    monkeypatch.delenv("WORLDSTEREO_THREADS", raising=False)  # (a task body sets it: restored afterwards)
+
+    def argv(i: int, out: str) -> list[str]:
+        return ["generate", "--image", str(tmp_path / f"photo{i}.png"), "--preset", "orbit_left", "--frames", "3",
+                "--size", f"{W}x{H}", "--fill", "telea", "--depth-backend", "prior", "--out", out, "--quiet",
+                "--overwrite"]
+
+    try:
+        warm.reset()
+        cold = run_input(argv(1, str(tmp_path / "cold")), str(tmp_path / "cold"))
+        assert cold["status"] == "complete" and cold["models_built"] == 0  # outside a task nothing is kept
+        first = run_input(argv(0, str(tmp_path / "a")), str(tmp_path / "a"), in_task=True)
+        second = run_input(argv(1, str(tmp_path / "b")), str(tmp_path / "b"), in_task=True)
+        assert (first["models_built"], second["models_built"]) == (2, 0)
+        assert sorted(warm.built().values()) == [1, 1]
+    finally:
+        warm.reset()
+    frames = sorted(p.name for p in (tmp_path / "cold" / "frames").glob("*.png"))
+    assert len(frames) == 3
+    for name in frames:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "cold" / "frames" / name)),
+                              np.asarray(Image.open(tmp_path / "b" / "frames" / name)))

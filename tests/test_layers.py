@@ -23,7 +23,7 @@ MAX_LINES = 600
 #: inputs, its bank files beside the exports.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", (
-        "worldstereo.atomic", "worldstereo.camera", "worldstereo.formats", "worldstereo.hub", "worldstereo.threads", "worldstereo.devices",
+        "worldstereo.atomic", "worldstereo.ray_cluster", "worldstereo.camera", "worldstereo.formats", "worldstereo.hub", "worldstereo.threads", "worldstereo.devices",
         "worldstereo.imageio_utils", "worldstereo.limits", "worldstereo.scenes", "worldstereo.snapshot_checks",
         "worldstereo.snapshot_codec", "worldstereo.examples",
         "worldstereo.trajectory",

@@ -110,6 +110,7 @@ class GenerationContext:
         self.previous: tuple[torch.Tensor, torch.Tensor, CameraParameters] | None = None
         self.depth_estimator: Any | None = None
         self.undo_states: list[ContextState] = []
+        self.undo_enabled = True
         self.ggm_evictions = 0
         self.history = MemoryHistory(max(0, int(cfg.history_mb)) * 2**20)
 
@@ -381,6 +382,10 @@ class GenerationContext:
 
     # ------------------------------------------------------------------ undo
     def snapshot_for_undo(self) -> None:
+        """Keep the memories as they are for :meth:`undo` (at most ``config.max_undo``; none while
+        :attr:`undo_enabled` is off: a world's trajectory, which its round restores anyway)."""
+        if not self.undo_enabled or self.config.max_undo <= 0:
+            return
         self.undo_states.append(self.capture())
         del self.undo_states[: -self.config.max_undo]
 

@@ -266,7 +266,7 @@ class RunWriter:
             self._video_tmp = Path(tmp)
             self._writer = imageio.get_writer(
                 tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=7, macro_block_size=1,
-                ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p"],
+                ffmpeg_log_level="error", output_params=["-pix_fmt", "yuv420p", "-threads", "1"],
             )
         h, w = image.shape[:2]
         if h % 2 or w % 2:  # yuv420p needs even sizes

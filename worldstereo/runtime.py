@@ -53,6 +53,22 @@ def keep_freed_memory() -> bool:
     return _done
 
 
+def release_freed_memory() -> bool:
+    """Collect garbage and give the heap's free pages back to the system (glibc's ``malloc_trim``): what a
+    long-lived worker calls between tasks, so that an idle one holds what it keeps, not its last task's peak.
+    Returns False where ``malloc_trim`` is missing."""
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 #: longest wait at exit for a warm-up still compiling (its first compile takes about 6 s)
 WARM_UP_EXIT_WAIT_S = 30.0
 

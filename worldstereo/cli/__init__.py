@@ -23,25 +23,43 @@ and exit status 2 (``--debug`` or ``WORLDSTEREO_DEBUG=1`` shows the traceback); 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from worldstereo.cli.batch import add_batch_parser
-from worldstereo.cli.camera_files import CameraFile, read_camera_file
 from worldstereo.cli.common import EXIT_ERROR, CliError, Parser, debug_from_env, parse_size, run_command
-from worldstereo.cli.download import add_download_parser
-from worldstereo.cli.eval import add_eval_parser
-from worldstereo.cli.generate import add_generate_parser
-from worldstereo.cli.panorama import add_panorama_parser
-from worldstereo.cli.scenes import add_scenes_parser
-from worldstereo.cli.splats import add_splats_parser
-from worldstereo.cli.world import add_world_parser
-from worldstereo.trajectory import subsample
+
+if TYPE_CHECKING:
+    from worldstereo.cli.camera_files import CameraFile, read_camera_file
+    from worldstereo.trajectory import subsample
 
 __all__ = ["CameraFile", "CliError", "build_parser", "debug_from_env", "main", "parse_size", "read_camera_file", "subsample"]
 
+#: subcommand -> (module, the function adding its parser), in the order ``--help`` lists them; a module is imported
+#: only when its parser is built (``worldstereo batch`` builds its own alone: a batch's driver needs no torch)
+COMMANDS = {
+    "generate": ("worldstereo.cli.generate", "add_generate_parser"),
+    "scenes": ("worldstereo.cli.scenes", "add_scenes_parser"),
+    "download-weights": ("worldstereo.cli.download", "add_download_parser"),
+    "eval": ("worldstereo.cli.eval", "add_eval_parser"),
+    "panorama": ("worldstereo.cli.panorama", "add_panorama_parser"),
+    "world": ("worldstereo.cli.world", "add_world_parser"),
+    "batch": ("worldstereo.cli.batch", "add_batch_parser"),
+    "splats": ("worldstereo.cli.splats", "add_splats_parser"),
+}
+_LAZY = {"CameraFile": "worldstereo.cli.camera_files", "read_camera_file": "worldstereo.cli.camera_files",
+         "subsample": "worldstereo.trajectory"}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'worldstereo.cli' has no attribute {name!r}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``worldstereo`` parser: every subcommand, or only the one named ``only``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
@@ -50,22 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     # its own action (parents share action objects, and a default set here would leak into the subcommands)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="{generate,world,batch,splats,scenes,panorama,eval,download-weights}")
-    add_generate_parser(sub, common)
-    add_scenes_parser(sub, common)
-    add_download_parser(sub, common)
-    add_eval_parser(sub, common)
-    add_panorama_parser(sub, common)
-    add_world_parser(sub, common)
-    add_batch_parser(sub, common)
-    add_splats_parser(sub, common)
+    for name, (module, add) in COMMANDS.items():
+        if only is None or name == only:
+            getattr(importlib.import_module(module), add)(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser("batch" if args_in[:1] == ["batch"] else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_in)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (already printed)
         return int(exc.code or 0)
     if getattr(args, "func", None) is None:

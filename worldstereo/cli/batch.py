@@ -29,11 +29,11 @@ from worldstereo.cli.common import (
     CliError,
     Parser,
     add_device_argument,
+    add_ray_arguments,
     parse_size,
     positive_int,
     run_command,
 )
-from worldstereo.cli.world import add_ray_arguments
 
 __all__ = ["add_batch_parser", "batch_command", "expand_inputs", "input_name", "run_input"]
 
@@ -148,13 +148,20 @@ def _complete(folder: Path) -> tuple[bool, int]:
 
 def run_input(argv: list[str], folder: str, in_task: bool = False) -> dict[str, Any]:
     """Run one input's command in this process (a Ray task's body when ``in_task``); its error, if any, is
-    returned, not raised. In a task the command's thread budget is the task's CPUs, not the node's cores."""
+    returned, not raised. In a task the command's thread budget is the task's CPUs, not the node's cores, and the
+    worker keeps its models for the next input (:mod:`worldstereo.backends.warm`): ``models_built`` says how many
+    this input had to build (0 on a warm worker), ``pid`` which process ran it."""
     import os
 
     if in_task:
-        from worldstereo.world.distributed import task_threads
+        from worldstereo.backends import warm
+        from worldstereo.ray_cluster import task_threads
 
         os.environ["WORLDSTEREO_THREADS"] = str(task_threads())
+        warm.enable()  # the worker runs other inputs after this one: it keeps its depth model, fill and generator
+    from worldstereo.backends import warm
+
+    built_before = sum(warm.built().values())
     t0 = time.perf_counter()
     running = Path(folder).parent / ".running"  # which process runs which input (for operators, and tests)
     running.mkdir(parents=True, exist_ok=True)
@@ -167,7 +174,8 @@ def run_input(argv: list[str], folder: str, in_task: bool = False) -> dict[str, 
     ok, frames = _complete(Path(folder))
     lines = [x[len("error: "):] for x in err.getvalue().splitlines() if x.startswith("error: ")]
     return {"status": "complete" if rc == 0 and ok else "failed", "frames": frames,
-            "seconds": round(time.perf_counter() - t0, 2), "error": "" if rc == 0 else (lines[-1] if lines else f"exit {rc}")}
+            "seconds": round(time.perf_counter() - t0, 2), "error": "" if rc == 0 else (lines[-1] if lines else f"exit {rc}"),
+            "models_built": sum(warm.built().values()) - built_before, "pid": os.getpid()}
 
 
 def _run(argv: list[str]) -> int:
@@ -188,19 +196,36 @@ def _run(argv: list[str]) -> int:
     return run_command(args)
 
 
-def _argv(args: argparse.Namespace, path: Path, folder: Path) -> list[str]:
-    w, h = args.size
-    common = [_kind_flag(path), str(path), "--size", f"{w}x{h}", "--fill", args.fill, "--depth-backend", args.depth_backend,
-              "--device", args.device, "--out", str(folder), "--quiet"]
-    if args.frames:
-        common += ["--frames", str(args.frames)]
-    if args.preset or args.camera:
+#: the batch options a task needs to build its input's command
+TASK_OPTIONS = ("size", "fill", "depth_backend", "device", "frames", "preset", "camera", "trajectories")
+
+
+def _argv(options: dict[str, Any], path: Path, folder: Path) -> list[str]:
+    """The ``generate`` / ``world`` command of one input (built in the task: telling a panorama from a photo opens
+    the file and imports what the driver does not need)."""
+    w, h = options["size"]
+    common = [_kind_flag(path), str(path), "--size", f"{w}x{h}", "--fill", options["fill"], "--depth-backend",
+              options["depth_backend"], "--device", options["device"], "--out", str(folder), "--quiet"]
+    if options["frames"]:
+        common += ["--frames", str(options["frames"])]
+    if options["preset"] or options["camera"]:
         cmd = ["generate", *common, "--overwrite"]
         if common[0] == "--example":
             return cmd  # an example's own paths
-        return cmd + (["--preset", args.preset] if args.preset else ["--camera", str(args.camera)])
-    extra = ["--trajectories", str(args.trajectories)] if args.trajectories else []
+        return cmd + (["--preset", options["preset"]] if options["preset"] else ["--camera", str(options["camera"])])
+    extra = ["--trajectories", str(options["trajectories"])] if options["trajectories"] else []
     return ["world", *common, *extra, "--no-ray"]  # the batch is the parallel part
+
+
+def run_batch_input(options: dict[str, Any], path: str, folder: str, in_task: bool = False) -> dict[str, Any]:
+    """One input of a batch (:data:`TASK_OPTIONS` of its arguments): its command, run by :func:`run_input`; in a task
+    the result also names the Ray node that ran it (``node``, its id's first 12 hex digits)."""
+    result = run_input(_argv(options, Path(path), Path(folder)), folder, in_task)
+    if in_task:
+        import ray
+
+        result["node"] = ray.get_runtime_context().get_node_id()[:12]
+    return result
 
 
 def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -243,15 +268,16 @@ def batch_command(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
+        options = {k: getattr(args, k) for k in TASK_OPTIONS}
         if args.no_ray:
             for i in pending:
-                finish(i, run_input(_argv(args, inputs[i], out / names[i]), str(out / names[i])))
+                finish(i, run_batch_input(options, str(inputs[i]), str(out / names[i])))
         else:
-            from worldstereo.world.distributed import MAX_RETRIES, connect, gpu_options
+            from worldstereo.ray_cluster import MAX_RETRIES, connect, gpu_options
 
             ray = connect(args.ray_address, args.workers)
-            task = ray.remote(max_retries=MAX_RETRIES)(run_input).options(**gpu_options())
-            refs = {task.remote(_argv(args, inputs[i], out / names[i]), str(out / names[i]), True): i for i in pending}
+            task = ray.remote(max_retries=MAX_RETRIES)(run_batch_input).options(**gpu_options(ray))
+            refs = {task.remote(options, str(inputs[i]), str(out / names[i]), True): i for i in pending}
             try:
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)

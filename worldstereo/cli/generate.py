@@ -21,6 +21,7 @@ import torch
 
 from worldstereo import trajectory
 from worldstereo.atomic import write_text_atomic
+from worldstereo.backends.warm import warm
 from worldstereo.camera import CameraParameters
 from worldstereo.cli.camera_files import read_camera_file
 from worldstereo.cli.common import (
@@ -312,8 +313,9 @@ def generate_command(args: argparse.Namespace) -> int:
     if inp.depth is None:
         from worldstereo.model import make_depth_estimator
 
-        estimator = make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
-                                         show_progress=not args.quiet)
+        estimator = warm(("depth", args.depth_backend, args.depth_model, config.model_device()),
+                         lambda: make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
+                                                      show_progress=not args.quiet))
     prompt = inp.prompt if args.prompt is None else args.prompt
     config.prompt = prompt
     generator = make_generator_from_args(args, prompt)
@@ -448,11 +450,15 @@ def make_generator_from_args(args: argparse.Namespace, prompt: str) -> Any | Non
 
         device = named if named != "auto" else "cpu" if args.force_cpu and not torch.cuda.is_available() else "auto"
         try:
-            return VaceGenerator(prompt=prompt, num_inference_steps=args.vace_steps, offload=args.vace_offload,
-                                 device=device, force_cpu=args.force_cpu)
+            vace = warm(("vace", args.vace_steps, args.vace_offload, device, args.force_cpu),
+                        lambda: VaceGenerator(prompt=prompt, num_inference_steps=args.vace_steps,
+                                              offload=args.vace_offload, device=device, force_cpu=args.force_cpu))
+            vace.prompt = prompt  # (a kept pipeline serves every input: its prompt is this one's)
+            return vace
         except WeightsUnavailableError as err:
             note(args, f"vace unavailable, using warp: {err}")
     from worldstereo.backends.fill import make_filler
     from worldstereo.backends.generators import FRAME_GENERATORS
 
-    return FRAME_GENERATORS.create("warp", filler=make_filler(args.fill, show_progress=not args.quiet))
+    return warm(("warp", args.fill), lambda: FRAME_GENERATORS.create(
+        "warp", filler=make_filler(args.fill, show_progress=not args.quiet)))

@@ -16,6 +16,7 @@ from worldstereo.cli.camera_files import read_camera_file
 from worldstereo.cli.common import (
     CliError,
     add_device_argument,
+    add_ray_arguments,
     add_rerun_argument,
     check_rerun_argument,
     note,
@@ -83,15 +84,6 @@ def add_world_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     w.set_defaults(func=world_command, align_scale=False)
 
 
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--workers``, ``--ray-address``, ``--no-ray`` (shared by ``world`` and ``batch``)."""
-    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                        help="most tasks at once (default: every core of an embedded Ray, or the cluster's)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="join a Ray cluster: auto, or ray://HOST:10001 (default: Ray embedded on this machine)")
-    parser.add_argument("--no-ray", action="store_true", help="run everything in this process (debugging)")
-
-
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The input as a dict: kind, source, image, depth, camera, bank cameras, official paths, prompt."""
     from worldstereo.cli.generate import load_depth_for
@@ -152,6 +144,7 @@ def _plan(args: argparse.Namespace, inp: dict[str, Any]):
 
 def world_command(args: argparse.Namespace) -> int:
     """Run ``worldstereo world`` from parsed arguments; returns the exit status."""
+    from worldstereo.backends.warm import warm
     from worldstereo.cli.generate import make_generator_from_args
     from worldstereo.model import WorldStereo, WorldStereoConfig, make_depth_estimator
     from worldstereo.world.extras import ExtrasOptions
@@ -171,16 +164,21 @@ def world_command(args: argparse.Namespace) -> int:
 
     built: list[WorldStereo] = []  # the model the world ran in (its history goes to --rerun)
 
+    prompt = inp["prompt"] if args.prompt is None else args.prompt
+
+    def make_config() -> WorldStereoConfig:
+        return WorldStereoConfig(width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model,
+                                 generator="warp" if args.generator == "auto" and not torch.cuda.is_available()
+                                 else args.generator, fill=args.fill, prompt=prompt, device=args.device)
+
     def make_model(start: bool) -> WorldStereo:
         torch.manual_seed(args.seed)
-        prompt = inp["prompt"] if args.prompt is None else args.prompt
-        config = WorldStereoConfig(width=w, height=h, depth_backend=args.depth_backend, depth_model=args.depth_model,
-                                   generator="warp" if args.generator == "auto" and not torch.cuda.is_available()
-                                   else args.generator, fill=args.fill, prompt=prompt, device=args.device)
+        config = make_config()
         estimator = None
         if start and inp["depth"] is None:
-            estimator = make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
-                                             show_progress=not args.quiet)
+            estimator = warm(("depth", args.depth_backend, args.depth_model, config.model_device()),
+                             lambda: make_depth_estimator(args.depth_backend, args.depth_model, config.model_device(),
+                                                          show_progress=not args.quiet))
         model = WorldStereo(config, depth_estimator=estimator, generator=make_generator_from_args(args, prompt))
         built.append(model)
         if not start:
@@ -198,14 +196,21 @@ def world_command(args: argparse.Namespace) -> int:
     def read_cameras(t, frames: int) -> CameraParameters:
         return subsample(read_camera_file(plan.camera_path(t), image_size=image_size).cameras, frames)
 
-    executor = None
+    executor, factory = None, make_model
     if not args.no_ray and any(len(r) > 1 for r in plan.rounds):  # a round of one trajectory gains nothing from Ray
-        from worldstereo.world.distributed import connect, ray_executor
+        from worldstereo.world.distributed import connect, ray_executor, warm_up
 
-        executor = ray_executor(connect(args.ray_address, args.workers), args.workers, seed=args.seed)
+        # a new world starts its model (depth, the start's memories) while Ray starts, and Ray's workers get ready
+        # meanwhile (imports, generator, compiled kernels); Ray starts in this thread (it must: signals)
+        starting = None if (args.out / "world.json").is_file() else _Background(lambda: make_model(True))
+        ray = connect(args.ray_address, args.workers)
+        warming = warm_up(ray, make_config(), args.workers)  # noqa: F841 - (held while they run)
+        executor = ray_executor(ray, args.workers, seed=args.seed)
+        if starting is not None:
+            factory = _first_call_returns(make_model, starting.result())
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        summary = build_world(plan, args.out, fingerprint, make_model, read_cameras, progress=not args.quiet,
+        summary = build_world(plan, args.out, fingerprint, factory, read_cameras, progress=not args.quiet,
                               log=None if args.quiet else (lambda m: print(f"note: {m}", file=sys.stderr)),
                               executor=executor, split_rounds=args.plan is None,
                               extras=ExtrasOptions(args.max_splats, mesh=not args.no_mesh))
@@ -217,3 +222,40 @@ def world_command(args: argparse.Namespace) -> int:
     print(f"world: {summary.frames} frames{repeated}, {summary.points:,} points -> {summary.dataset / 'transforms.json'}, "
           f"{summary.dataset / 'pointcloud.ply'}{extras}")
     return 0
+
+
+class _Background:
+    """``fn()`` on a daemon thread; :meth:`result` waits and returns its value or raises its exception."""
+
+    def __init__(self, fn: Any) -> None:
+        import threading
+
+        self._box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                self._box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._box["error"] = exc
+
+        self._thread = threading.Thread(target=run, name="world-start", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        while self._thread.is_alive():
+            self._thread.join(0.1)  # (a short wait: Ctrl-C reaches the main thread)
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["value"]
+
+
+def _first_call_returns(make_model: Any, started: Any) -> Any:
+    """``make_model`` whose first ``make_model(True)`` returns the model ``started`` already."""
+    box = [started]
+
+    def make(start: bool) -> Any:
+        if start and box:
+            return box.pop()
+        return make_model(start)
+
+    return make

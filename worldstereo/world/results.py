@@ -64,7 +64,7 @@ def write_generated(path: str | Path, generated: Generated) -> Path:
             for name in _LAYERS:
                 value = getattr(layers, name)
                 if value is not None:
-                    tensors[f"{p}layers.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
+                    tensors[f"{p}layers.{name}"] = torch.from_numpy(np.array(value, copy=True))  # (may be read-only: Ray)
         frames.append({"keyframe": bool(is_key), "evictions": int(obs.evictions), "maps": maps,
                        "size": [int(obs.camera.width), int(obs.camera.height)],
                        "references": [int(r) for r in obs.frame.references],

@@ -30,7 +30,7 @@ __all__ = ["Generated", "RoundBase", "fold", "generate_from"]
 class RoundBase:
     """The memories a round begins with: their state, GGM size and eviction count."""
 
-    state: ContextState
+    state: ContextState | None
     num_points: int
     evictions: int
 
@@ -51,14 +51,22 @@ def generate_from(
     ctx: GenerationContext, generator, base: RoundBase, cameras: CameraParameters,
     on_step: Callable[[Step], None] | None = None,
 ) -> Generated:
-    """Generate one trajectory from ``base`` (restored into ``ctx`` first); ``on_step`` sees each Step."""
-    ctx.restore(base.state)
+    """Generate one trajectory from ``base`` (restored into ``ctx`` first; a ``base`` whose ``state`` is None: the caller
+    restored it already); ``on_step`` sees each Step."""
+    if base.state is not None:
+        ctx.restore(base.state)
     record: list[tuple[FrameObservation, bool]] = []
     steps: Iterator[Step] = run_path(ctx, generator, cameras, len(cameras), record=record)
-    with ctx.history.paused():  # the fold records these frames; the trajectory's own commits are thrown away
-        for step in steps:
-            if on_step is not None:
-                on_step(step)
+    # the fold records these frames (the trajectory's own commits are thrown away), and the round restores the
+    # memories it needs (a trajectory is never undone): no history, no undo copy
+    ctx.undo_enabled = False
+    try:
+        with ctx.history.paused():
+            for step in steps:
+                if on_step is not None:
+                    on_step(step)
+    finally:
+        ctx.undo_enabled = True
     kept = []
     nothing = torch.zeros(0)
     for obs, is_key in record:

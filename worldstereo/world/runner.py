@@ -6,7 +6,7 @@ Layout of the output folder ``D``::
     D/world.json            what is done: the plan asked for and the plan run (rounds split where trajectories
                             would contradict each other), input, finished trajectories and their frames;
                             "complete": false with a "reason" until the end, "partial": true when an
-                            interrupted run exported what it had finished
+                            interrupted run exported what it had finished; "seconds": the last run's rounds
     D/plan.json             the plan as it runs (edit it and pass --plan)
     D/state/current/        the memories after the last finished round (a snapshot, saved once per round), and
                             round.json: the index of the round they start
@@ -214,7 +214,8 @@ def build_world(
             raised there stops the run as Ctrl-C does). In-process runs only.
         executor: runs a round's trajectories (:func:`run_locally`, the default, one after another in this
             process; :func:`worldstereo.world.distributed.ray_executor` as parallel Ray tasks); results
-            come back, and are folded, in plan order.
+            come back, and are folded, in plan order. Its ``release()``, where it has one, is called once the
+            rounds are over (an embedded Ray's workers end before the exports).
         split_rounds: split a round whose trajectories would contradict each other (default plans); False keeps
             the plan's rounds and warns once (a plan given by the user).
         extras: what a finished world writes beside its dataset (``splats.ply``, ``sparse/0``, ``mesh.glb``:
@@ -331,6 +332,9 @@ def build_world(
             state.save(model, r + 1)  # once per round
             r += 1
         seconds = time.perf_counter() - t0
+        release = getattr(executor, "release", None)
+        if release is not None:
+            release()  # the rounds are over: its workers' memory is not needed for the exports
         points, voxel = writer.finish(ctx.ggm.point_cloud, ctx.ggm.point_colors, ctx.merge_threshold)
         meta["exports"] = write_extras(folder / "world", ctx, writer.cloud, extras or ExtrasOptions(), note)
     except BaseException as exc:
@@ -346,7 +350,7 @@ def build_world(
         raise
     finally:
         overall.close()
-    meta.update(complete=True, partial=False, reason="", points=points, voxel=voxel)
+    meta.update(complete=True, partial=False, reason="", points=points, voxel=voxel, seconds=round(seconds, 2))
     save_meta()
     return WorldSummary(folder, folder / "world", generated, len(writer.frames), points, voxel, seconds,
                         len(writer.skipped), run_plan)
