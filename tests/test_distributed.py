@@ -208,3 +208,24 @@ def test_a_warm_worker_builds_its_models_once_and_gives_the_same_frames(tmp_path
     for name in frames:
         assert np.array_equal(np.asarray(Image.open(tmp_path / "cold" / "frames" / name)),
                               np.asarray(Image.open(tmp_path / "b" / "frames" / name)))
+
+
+def test_the_world_command_on_ray_starts_its_model_while_ray_starts_and_matches_no_ray(local_ray, tmp_path):
+    """``worldstereo world --workers 2``: the model starts on a second thread while Ray starts, the workers warm up,
+    the round runs on them; the world is the one ``--no-ray`` builds (2/255 per pixel: torch's thread count)."""
+    view = get_scene("room").start_view(W, H)
+    write_image_png(tmp_path / "room.png", (view.image[0].permute(1, 2, 0) * 255).byte().numpy())
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "frames": 3, "rounds": [[
+        {"name": "a", "preset": "orbit_left", "params": {"angle": 15}},
+        {"name": "b", "preset": "orbit_right", "params": {"angle": 15}}]]}))
+    common = ["world", "--image", str(tmp_path / "room.png"), "--plan", str(plan), "--size", f"{W}x{H}", "--fill",
+              "telea", "--depth-backend", "prior", "--quiet", "--no-mesh"]
+    assert main([*common, "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
+    assert ray.is_initialized()  # (a Ray this process did not start is left running)
+    assert main([*common, "--no-ray", "--out", str(tmp_path / "here")]) == 0
+    on_ray, here = _images(tmp_path / "ray"), _images(tmp_path / "here")
+    assert on_ray.keys() == here.keys() and len(on_ray) == 1 + 2 * 2
+    assert max(int(np.abs(on_ray[k].astype(int) - here[k].astype(int)).max()) for k in on_ray) <= 2
+    meta = json.loads((tmp_path / "ray" / "world.json").read_text())
+    assert meta["complete"] and meta["done"] == ["a", "b"] and meta["seconds"] > 0

@@ -242,3 +242,24 @@ def test_a_run_stopped_while_saving_a_round_resumes_from_the_newest_complete_sna
         shutil.rmtree(folder)
     with pytest.raises(WorldError, match="no memories this version can resume from"):
         state.newest()
+
+
+def test_a_world_on_few_cores_runs_its_rounds_in_this_process(tmp_path, monkeypatch, capsys):
+    """Below RAY_WORLD_MIN_CORES a world's parallel round runs here (on Ray it measured slower on 2 cores), said once."""
+    import sys
+
+    import worldstereo.cli.world as world_cli
+    from worldstereo.exports import write_image_png
+    from worldstereo.scenes import get_scene
+
+    monkeypatch.setattr(world_cli, "available_cores", lambda: 2)
+    view = get_scene("room").start_view(W, H)
+    write_image_png(tmp_path / "room.png", (view.image[0].permute(1, 2, 0) * 255).byte().numpy())
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "frames": 2, "rounds": [[
+        {"name": "a", "preset": "orbit_left", "params": {"angle": 10}},
+        {"name": "b", "preset": "orbit_right", "params": {"angle": 10}}]]}))
+    assert main(["world", "--image", str(tmp_path / "room.png"), "--plan", str(plan), "--size", f"{W}x{H}", "--fill",
+                 "telea", "--depth-backend", "prior", "--no-mesh", "--out", str(tmp_path / "w")]) == 0
+    assert "the rounds run in this process: 2 cores" in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

@@ -178,7 +178,8 @@ def write_rerun(args: argparse.Namespace, model) -> None:
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers``, ``--ray-address``, ``--no-ray`` (shared by ``world`` and ``batch``)."""
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                        help="most tasks at once (default: every core of an embedded Ray, or the cluster's)")
+                        help="most tasks at once (default: every core of an embedded Ray, or the cluster's; a world's "
+                             "rounds use an embedded Ray by default from 4 cores, or when this is given)")
     parser.add_argument("--ray-address", default=None, metavar="ADDR",
                         help="join a Ray cluster: auto, or ray://HOST:10001 (default: Ray embedded on this machine)")
     parser.add_argument("--no-ray", action="store_true", help="run everything in this process (debugging)")

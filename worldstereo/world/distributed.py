@@ -4,7 +4,10 @@
 * :func:`ray_executor`: a world's round as Ray tasks, one per trajectory. The round's starting
   memories go into the object store once; each task rebuilds the memories from them, generates its
   trajectory and returns the frames' observations; the driver folds them in plan order, so the world
-  is the same for any number of workers.
+  is the same for any number of workers. A worker keeps its generator between tasks
+  (:mod:`worldstereo.backends.warm`), not the memories (each task's are freed when it ends).
+* :func:`warm_up`: one task per worker that gets it ready (imports, generator, compiled kernels) while the
+  driver starts its model.
 
 Ray is imported only when used.
 """
