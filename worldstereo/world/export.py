@@ -132,17 +132,17 @@ class DatasetWriter:
             if same is not None:
                 self.skipped.append({"trajectory": name, "frame": i, "same_as": same})
                 continue
-            f = obs.frame
-            depth = f.supervised_depth()
-            depth = torch.where(disparity_edges(f.depth.unsqueeze(0), EDGE_DISPARITY)[0], torch.zeros_like(depth), depth)
             stem = f"{name}_{i:03d}"
-            jobs.append((stem, _uint8(f.image), depth, f.trained_mask()[0].cpu().numpy()))
+            jobs.append((stem, obs.frame))
             self.frames.append(frame_entry(f"images/{stem}.png", f"depths/{stem}.png", obs.camera)
                                | {"mask_path": f"masks/{stem}.png", "trajectory": name})
 
         def write_all() -> None:
-            for stem, image, depth, mask in jobs:
-                self._write_files(stem, image, depth, mask)
+            for stem, f in jobs:
+                depth = f.supervised_depth()
+                edges = disparity_edges(f.depth.unsqueeze(0), EDGE_DISPARITY)[0]
+                self._write_files(stem, _uint8(f.image), torch.where(edges, torch.zeros_like(depth), depth),
+                                  f.trained_mask()[0].cpu().numpy())
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-writer")
         future = pool.submit(write_all)
