@@ -19,10 +19,9 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import BenchResult, run_tree
+from benchmarks.common import BenchResult, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = sorted(str(p) for p in (REPO / "assets" / "examples").glob("*/*/image.png"))
@@ -71,13 +70,7 @@ def _batch(extra: list[str], memory: bool = False) -> tuple[float, float]:
     """(wall seconds, peak PSS MB or 0): memory is sampled only when asked (sampling slows a 2-core machine)."""
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "worldstereo.cli", "batch", *INPUTS, *OPTIONS, "--out", d, *extra]
-        if memory:
-            run = run_tree(cmd, interval=0.5, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            seconds, peak, rc = run.seconds, run.peak_pss_mb, run.returncode
-        else:
-            t0 = time.perf_counter()
-            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
-            seconds, peak = time.perf_counter() - t0, 0.0
+        seconds, peak, rc = run_command(cmd, memory)
         if rc != 0:
             raise RuntimeError(f"batch {extra} failed with exit {rc}")
         rows = json.loads((Path(d) / "summary.json").read_text())

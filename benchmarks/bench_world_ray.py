@@ -12,13 +12,11 @@ at most 1.6x ``--no-ray``).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import BenchResult, run_tree
+from benchmarks.common import BenchResult, run_command
 
 OPTIONS = ["--size", "416x240", "--frames", "21", "--fill", "telea", "--depth-backend", "prior", "--no-mesh",
            "--quiet"]
@@ -29,13 +27,7 @@ def _world(pano: Path, extra: list[str], memory: bool = False) -> tuple[float, f
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "worldstereo.cli", "world", "--panorama", str(pano), "--out", d + "/w", *OPTIONS,
                *extra]
-        if memory:
-            run = run_tree(cmd, interval=0.5, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            wall, peak, rc = run.seconds, run.peak_pss_mb, run.returncode
-        else:
-            t0 = time.perf_counter()
-            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
-            wall, peak = time.perf_counter() - t0, 0.0
+        wall, peak, rc = run_command(cmd, memory)
         if rc != 0:
             raise RuntimeError(f"world {extra} failed with exit {rc}")
         meta = json.loads((Path(d) / "w" / "world.json").read_text())

@@ -119,3 +119,17 @@ def run_tree(cmd: list[str], interval: float = 0.2, env: dict[str, str] | None =
         peak_pss, peak_rss, most = max(peak_pss, pss / 2**20), max(peak_rss, rss / 2**20), max(most, len(procs))
         time.sleep(interval)
     return TreeRun(time.perf_counter() - t0, peak_pss, peak_rss, most, proc.returncode)
+
+
+def run_command(cmd: list[str], memory: bool = False) -> tuple[float, float, int]:
+    """Run ``cmd`` (output discarded): (wall seconds, the process tree's peak PSS in MB or 0, exit status). Memory is
+    sampled (every 0.5 s) only when asked: sampling a tree of Ray processes slows a 2-core machine, so timing runs
+    and memory runs are separate."""
+    import subprocess
+
+    if memory:
+        run = run_tree(cmd, interval=0.5, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return run.seconds, run.peak_pss_mb, run.returncode
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode  # noqa: S603
+    return time.perf_counter() - t0, 0.0, rc
