@@ -229,3 +229,40 @@ def test_the_world_command_on_ray_starts_its_model_while_ray_starts_and_matches_
     assert max(int(np.abs(on_ray[k].astype(int) - here[k].astype(int)).max()) for k in on_ray) <= 2
     meta = json.loads((tmp_path / "ray" / "world.json").read_text())
     assert meta["complete"] and meta["done"] == ["a", "b"] and meta["seconds"] > 0
+
+
+def test_an_embedded_ray_ends_before_the_exports(tmp_path):
+    """In a process of its own (this module's Ray is not the command's): ``--workers 2`` starts an embedded Ray, runs
+    the round on it and ends it once the rounds are over; the world is complete."""
+    import subprocess
+    import sys
+
+    view = get_scene("room").start_view(W, H)
+    write_image_png(tmp_path / "room.png", (view.image[0].permute(1, 2, 0) * 255).byte().numpy())
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "frames": 2, "rounds": [[
+        {"name": "a", "preset": "orbit_left", "params": {"angle": 10}},
+        {"name": "b", "preset": "orbit_right", "params": {"angle": 10}}]]}))
+    code = (
+        "import json, sys\n"
+        "from worldstereo.cli import main\n"
+        "import worldstereo.world.extras as extras\n"
+        "import ray\n"
+        "seen = []\n"
+        "write = extras.write_extras\n"
+        "extras.write_extras = lambda *a, **k: (seen.append(ray.is_initialized()), write(*a, **k))[1]\n"
+        "import worldstereo.world.runner as runner\n"
+        "runner.write_extras = extras.write_extras\n"
+        "folds = []\n"
+        "fold = runner.fold\n"
+        "runner.fold = lambda *a, **k: (folds.append(ray.is_initialized()), fold(*a, **k))[1]\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(json.dumps({'rc': rc, 'ray_during_folds': folds, 'ray_during_exports': seen}))\n"
+    )
+    argv = ["world", "--image", str(tmp_path / "room.png"), "--plan", str(plan), "--size", f"{W}x{H}", "--fill", "telea",
+            "--depth-backend", "prior", "--quiet", "--no-mesh", "--workers", "2", "--out", str(tmp_path / "w")]
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"rc": 0, "ray_during_folds": [True, True], "ray_during_exports": [False]}, out.stderr[-2000:]
+    meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert meta["complete"] and meta["done"] == ["a", "b"]
