@@ -248,18 +248,13 @@ def test_a_world_on_few_cores_runs_its_rounds_in_this_process(tmp_path, monkeypa
     """Below RAY_WORLD_MIN_CORES a world's parallel round runs here (on Ray it measured slower on 2 cores), said once."""
     import sys
 
+    from world_inputs import room_photo_and_two_walk_plan
+
     import worldstereo.cli.world as world_cli
-    from worldstereo.exports import write_image_png
-    from worldstereo.scenes import get_scene
 
     monkeypatch.setattr(world_cli, "available_cores", lambda: 2)
-    view = get_scene("room").start_view(W, H)
-    write_image_png(tmp_path / "room.png", (view.image[0].permute(1, 2, 0) * 255).byte().numpy())
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"version": 1, "frames": 2, "rounds": [[
-        {"name": "a", "preset": "orbit_left", "params": {"angle": 10}},
-        {"name": "b", "preset": "orbit_right", "params": {"angle": 10}}]]}))
-    assert main(["world", "--image", str(tmp_path / "room.png"), "--plan", str(plan), "--size", f"{W}x{H}", "--fill",
+    image, plan = room_photo_and_two_walk_plan(tmp_path, W, H, frames=2, angle=10)
+    assert main(["world", "--image", str(image), "--plan", str(plan), "--size", f"{W}x{H}", "--fill",
                  "telea", "--depth-backend", "prior", "--no-mesh", "--out", str(tmp_path / "w")]) == 0
     assert "the rounds run in this process: 2 cores" in capsys.readouterr().err
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
